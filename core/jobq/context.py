@@ -1,0 +1,68 @@
+"""``JobContext``: what a handler receives as ``job``."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import IO, Any
+
+
+class JobContext:
+    """One attempt of one job, as its handler sees it.
+
+    ``job.id``, ``job.queue``, ``job.name``, ``job.data`` (an instance of the queue's payload
+    class, else the decoded JSON), ``job.attempt`` (1 for the first start), ``job.progress(...)``.
+    """
+
+    __slots__ = ("id", "queue", "name", "attempt", "created_at", "token", "_data", "_raw",
+                 "_opener", "_progress", "_loader")
+
+    def __init__(self, *, id: str, queue: str, name: str, attempt: int, created_at: float,
+                 token: str, raw: bytes | str | None = None, data: Any = None,
+                 loader: Callable[[Any], Any] | None = None,
+                 opener: Callable[[], IO[bytes]] | None = None,
+                 progress: Callable[[Any], None] | None = None) -> None:
+        self.id = id
+        self.queue = queue
+        self.name = name
+        self.attempt = attempt
+        self.created_at = created_at
+        self.token = token
+        self._raw = raw
+        self._data = data
+        self._loader = loader
+        self._opener = opener
+        self._progress = progress
+
+    @property
+    def data(self) -> Any:
+        """The payload; decoded (and structured into the payload class) on first use."""
+        if self._data is None and (self._raw is not None or self._opener is not None):
+            if self._raw is not None:
+                value = json.loads(self._raw)
+            else:
+                with self.open_payload() as fh:
+                    value = json.load(fh)
+            self._data = self._loader(value) if self._loader else value
+        return self._data
+
+    def open_payload(self) -> IO[bytes]:
+        """The raw JSON payload as a binary stream, for handlers that parse it incrementally."""
+        if self._opener is not None:
+            return self._opener()
+        raw = self._raw if self._raw is not None else json.dumps(self._data)
+        return io.BytesIO(raw.encode() if isinstance(raw, str) else raw)
+
+    def progress(self, value: int | float | str | dict[str, Any]) -> None:
+        """Report progress: a percent (``40``), a step (``"2/5"``) or a small JSON object.
+
+        Never blocks the handler; a write from an attempt that lost its lease is ignored.
+        """
+        if isinstance(value, bool) or not isinstance(value, int | float | str | dict):
+            raise TypeError("progress takes a number, a 'step/total' string or a dict")
+        if self._progress is not None:
+            self._progress(value)
+
+    def __repr__(self) -> str:
+        return f"<JobContext {self.queue}/{self.id} attempt={self.attempt}>"
