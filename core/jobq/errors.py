@@ -31,6 +31,11 @@ class EnqueueError(JobqError):
 
 
 class InvalidPayload(EnqueueError):
+    """The payload does not fit the queue's payload class (at enqueue, or in Redis before a run)."""
+
+    code = "ERR_INVALID_PAYLOAD"
+    retryable = False
+
     def __init__(self, message: str, errors: list[str] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or [message]

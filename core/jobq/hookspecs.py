@@ -64,6 +64,19 @@ def jobq_worker_stopping(worker_id: str, queues: list[str]) -> None:
 
 
 @hookspec
+def jobq_job_started(queue: str, job_id: str, attempt: int, wait: float) -> None:
+    """A worker claimed a job and is about to run its handler.
+
+    :param queue: the queue name.
+    :param job_id: the job id.
+    :param attempt: which start this is (1 for the first).
+    :param wait: seconds from enqueue to this start.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
 def jobq_job_completed(queue: str, job_id: str, attempt: int, result: Any, duration: float) -> None:
     """An attempt succeeded and the job is ``completed``.
 

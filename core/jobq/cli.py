@@ -1,0 +1,346 @@
+"""The ``jobq`` command line. Read commands take ``--json``; failures exit non-zero."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import attrs
+import click
+import redis
+
+from .config import METRICS_PORT, Settings
+from .errors import JobqError
+from .plugins import PluginHost
+from .queue import QueueManager
+from .spec import QueueSpec
+
+
+def _env_flag(name: str, default: bool = True) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_key(plugin: str) -> str:
+    return plugin.upper().replace("-", "_").replace(".", "_")
+
+
+class Ctx:
+    def __init__(self, host: PluginHost | None = None) -> None:
+        self._host = host
+        self._manager: QueueManager | None = None
+
+    @property
+    def host(self) -> PluginHost:
+        if self._host is None:
+            self._host = PluginHost().load()
+        return self._host
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env()
+
+    @property
+    def manager(self) -> QueueManager:
+        if self._manager is None:
+            self._manager = QueueManager(self.settings, self.host.specs.values())
+        return self._manager
+
+
+def _out(data: Any, as_json: bool, human: Any) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        human(data)
+
+
+class JobqGroup(click.Group):
+    """Turns jobq and Redis errors into one clear line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except JobqError as exc:
+            raise click.ClickException(str(exc)) from None
+        except redis.RedisError as exc:
+            raise click.ClickException(f"Redis: {type(exc).__name__}: {exc}") from None
+
+
+@click.group(cls=JobqGroup)
+@click.option("--log-level", default=lambda: os.environ.get("JOBQ_LOG_LEVEL", "INFO"), show_default="INFO")
+@click.pass_context
+def cli(ctx: click.Context, log_level: str) -> None:
+    """jobq: a Redis job queue with installable job-type plugins."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if ctx.obj is None:
+        ctx.obj = Ctx()
+
+
+def select_specs(host: PluginHost, queues: tuple[str, ...], concurrency: tuple[str, ...]) -> list[QueueSpec]:
+    """Which queues ``jobq run`` serves: enabled plugins, ``WORKER_TYPES``/``--queue``, concurrency overrides."""
+    wanted = set(queues) or {q.strip() for q in os.environ.get("WORKER_TYPES", "").split(",") if q.strip()}
+    unknown = wanted - set(host.specs)
+    if unknown:
+        raise click.ClickException(
+            f"no installed plugin declares queue(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(host.specs)) or 'none'}")
+    overrides: dict[str, int] = {}
+    for item in concurrency:
+        name, _, n = item.partition("=")
+        if not n.isdigit() or int(n) < 1:
+            raise click.BadParameter(f"expected QUEUE=N, got {item!r}", param_hint="--concurrency")
+        overrides[name] = int(n)
+    enabled_plugins = []
+    specs = []
+    for plugin, info in sorted(host.plugins.items()):
+        key = _env_key(plugin)
+        if not _env_flag(f"WORKER_{key}_ENABLED"):
+            continue
+        if wanted and not (set(info.queues) & wanted) and not (info.error and not info.queues):
+            continue
+        enabled_plugins.append(plugin)
+        env_conc = os.environ.get(f"WORKER_{key}_CONCURRENCY")
+        for q in info.queues:
+            if wanted and q not in wanted:
+                continue
+            spec = host.specs[q]
+            n = overrides.get(q) or (int(env_conc) if env_conc else None)
+            specs.append(attrs.evolve(spec, concurrency=n) if n else spec)
+    if wanted:
+        enabled_plugins = [p for p in enabled_plugins if set(host.plugins[p].queues) & wanted]
+    host.check(enabled_plugins)
+    return specs
+
+
+@cli.command()
+@click.option("--queue", "-q", "queues", multiple=True, help="Serve only these queues (else WORKER_TYPES).")
+@click.option("--concurrency", "-c", multiple=True, metavar="QUEUE=N", help="Override a queue's concurrency.")
+@click.option("--metrics-port", type=int, default=lambda: os.environ.get(METRICS_PORT) or None,
+              help="Serve Prometheus /metrics on this port (JOBQ_METRICS_PORT).")
+@click.option("--metrics-addr", default="0.0.0.0", show_default=True)
+@click.pass_obj
+def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics_port: int | None,
+        metrics_addr: str) -> None:
+    """Run workers for every installed, enabled plugin's queues until SIGTERM/SIGINT."""
+    from .worker import Worker
+
+    host = obj.host
+    try:
+        specs = select_specs(host, queues, concurrency)
+    except JobqError as exc:
+        raise click.ClickException(f"refusing to start: {exc}") from None
+    if not specs:
+        raise click.ClickException("no queues to serve: no enabled plugin declares one")
+    worker = Worker(specs, obj.settings, hooks=host)
+    if metrics_port:
+        from . import metrics
+
+        metrics.serve(int(metrics_port), obj.settings, worker, addr=metrics_addr)
+        click.echo(f"metrics on http://{metrics_addr}:{metrics_port}/metrics", err=True)
+    click.echo(f"jobq worker {worker.id}: " + ", ".join(f"{s.name}×{s.concurrency}" for s in specs), err=True)
+    worker.run_forever()
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def plugins(obj: Ctx, as_json: bool) -> None:
+    """List installed plugins: name, distribution, version, queues, failures."""
+    host = obj.host
+    rows = [attrs.asdict(p) for p in host.plugins.values()]
+
+    def human(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            click.echo("no plugins installed")
+        for r in rows:
+            line = f"{r['name']:<16} {r['distribution'] or '-'} {r['version'] or ''}  queues: {', '.join(r['queues']) or '-'}"
+            click.echo(line + (f"\n  BROKEN: {r['error']}" if r["error"] else ""))
+
+    _out(rows, as_json, human)
+    if host.failures:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("queue")
+@click.argument("data")
+@click.option("--job-id", default=None)
+@click.option("--delay", type=float, default=None, help="Seconds before the job may start.")
+@click.option("--priority", type=int, default=None, help="Higher runs sooner (-1000..1000).")
+@click.option("--retries", type=int, default=None)
+@click.pass_obj
+def enqueue(obj: Ctx, queue: str, data: str, job_id: str | None, delay: float | None, priority: int | None,
+            retries: int | None) -> None:
+    """Add a job with JSON DATA to QUEUE; prints the job id."""
+    try:
+        payload = json.loads(data)
+    except ValueError as exc:
+        raise click.ClickException(f"DATA is not JSON: {exc}") from None
+    opts = {k: v for k, v in (("delay", delay), ("priority", priority), ("retries", retries)) if v is not None}
+    job = obj.manager.add_job(queue, job_id, payload, **opts)
+    click.echo(job.id)
+
+
+@cli.command()
+@click.argument("queue")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def job(obj: Ctx, queue: str, job_id: str, as_json: bool) -> None:
+    """Show a job: state, progress, attempts, result, failure (secrets redacted)."""
+    data = obj.manager.job_dict(queue, job_id)
+
+    def human(d: dict[str, Any]) -> None:
+        for key in ("id", "queue", "state", "progress", "attempts", "failed_attempts", "stalls", "result"):
+            click.echo(f"{key:<16} {json.dumps(d[key])}")
+        if d["failure"]:
+            click.echo(f"{'failure':<16} {d['failure']['code']}: {d['failure']['message']}")
+            if d["failure"]["stack"]:
+                click.echo(d["failure"]["stack"].rstrip())
+
+    _out(data, as_json, human)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def stats(obj: Ctx, as_json: bool) -> None:
+    """Jobs per queue and state, live workers, plugin failures."""
+    m = obj.manager
+    data = {"queues": m.get_queue_stats(), "workers": m.list_workers(), "plugin_failures": obj.host.failures}
+
+    def human(d: dict[str, Any]) -> None:
+        click.echo(f"{'queue':<20}{'waiting':>9}{'active':>8}{'delayed':>9}{'completed':>11}{'failed':>8}{'paused':>8}")
+        for q, s in sorted(d["queues"].items()):
+            click.echo(f"{q:<20}{s['waiting']:>9}{s['active']:>8}{s['delayed']:>9}{s['completed']:>11}"
+                       f"{s['failed']:>8}{s['paused']:>8}")
+        click.echo(f"workers alive: {sum(1 for w in d['workers'] if w['alive'])}")
+        for name, err in d["plugin_failures"].items():
+            click.echo(f"plugin {name} BROKEN: {err}")
+
+    _out(data, as_json, human)
+
+
+@cli.command()
+@click.argument("queue")
+@click.pass_obj
+def pause(obj: Ctx, queue: str) -> None:
+    """Stop workers from starting jobs of QUEUE (active ones finish)."""
+    obj.manager.pause_queue(queue)
+    click.echo(f"paused {queue}")
+
+
+@cli.command()
+@click.argument("queue")
+@click.pass_obj
+def resume(obj: Ctx, queue: str) -> None:
+    """Let workers start jobs of QUEUE again."""
+    obj.manager.resume_queue(queue)
+    click.echo(f"resumed {queue}")
+
+
+@cli.group()
+def failed() -> None:
+    """The dead-letter view: jobs that failed for good."""
+
+
+@failed.command("list")
+@click.argument("queue")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def failed_list(obj: Ctx, queue: str, limit: int, as_json: bool) -> None:
+    """Failed jobs of QUEUE, newest first."""
+    from .jobs import job_to_dict
+
+    rows = [job_to_dict(j) for j in obj.manager.list_jobs(queue, "failed", 0, limit)]
+
+    def human(rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            f = r["failure"] or {}
+            click.echo(f"{r['id']}  attempts={r['attempts']}  {f.get('code', '')}: {f.get('message', '')}")
+        if not rows:
+            click.echo("no failed jobs")
+
+    _out(rows, as_json, human)
+
+
+@failed.command("retry")
+@click.argument("queue")
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Retry every failed job of QUEUE.")
+@click.pass_obj
+def failed_retry(obj: Ctx, queue: str, job_ids: tuple[str, ...], all_: bool) -> None:
+    """Send failed jobs back to waiting with fresh retry budgets."""
+    if not job_ids and not all_:
+        raise click.UsageError("name job ids or pass --all")
+    if all_:
+        n = obj.manager.retry_failed(queue)
+    else:
+        n = sum(bool(obj.manager.retry_job(queue, j)) for j in job_ids)
+    click.echo(f"retried {n} job(s)")
+
+
+@failed.command("purge")
+@click.argument("queue")
+@click.pass_obj
+def failed_purge(obj: Ctx, queue: str) -> None:
+    """Delete every failed job of QUEUE."""
+    click.echo(f"purged {obj.manager.purge(queue, 'failed')} job(s)")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def health(obj: Ctx, as_json: bool) -> None:
+    """Exit 0 only when Redis answers and at least one worker is alive and fetching."""
+    report = QueueManager(obj.settings, strict=False).health_check()
+
+    def human(r: dict[str, Any]) -> None:
+        click.echo(f"redis: {'ok' if r['redis'] else 'DOWN ' + r.get('error', '')}")
+        for w in r["workers"]:
+            click.echo(f"worker {w['id']}: {'alive' if w['alive'] else 'NOT ALIVE'} (heartbeat {w['age']}s ago)")
+        click.echo("healthy" if r["healthy"] else "UNHEALTHY")
+
+    _out(report, as_json, human)
+    sys.exit(0 if report["healthy"] else 1)
+
+
+@cli.command()
+@click.option("-n", "--jobs", "n", default=20_000, show_default=True, help="No-op jobs to enqueue and drain.")
+@click.option("--concurrency", default=256, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def bench(obj: Ctx, n: int, concurrency: int, as_json: bool) -> None:
+    """Enqueue and drain N no-op jobs on the configured Redis; print jobs/s and latency percentiles."""
+    from .bench import run_bench
+
+    result = run_bench(obj.settings, n=n, concurrency=concurrency)
+
+    def human(r: dict[str, Any]) -> None:
+        click.echo(f"enqueue (bulk):  {r['enqueue_per_s']:,.0f} jobs/s")
+        click.echo(f"drain:           {r['drain_per_s']:,.0f} jobs/s (1 worker process, concurrency {concurrency})")
+        click.echo(f"enqueue->start:  p50 {r['latency_ms']['p50']:.2f} ms  p99 {r['latency_ms']['p99']:.2f} ms "
+                   f"({r['latency_samples']} jobs, one at a time)")
+
+    _out(result, as_json, human)
+
+
+def main() -> None:
+    host = None
+    try:
+        host = PluginHost().load()
+    except Exception as exc:  # never let a plugin stop the CLI from starting
+        logging.getLogger(__name__).error("plugin loading failed: %s", exc)
+    if host is not None:
+        host.add_cli_commands(cli)
+    cli(obj=Ctx(host))
+
+
+if __name__ == "__main__":
+    main()

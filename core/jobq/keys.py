@@ -1,0 +1,61 @@
+"""Every Redis key name. All keys of one queue share the hash tag ``{queue}``, so a queue lives
+in one Redis Cluster slot and its Lua scripts stay single-slot."""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+@attrs.frozen
+class QueueKeys:
+    prefix: str
+    queue: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.queue}}}:"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.base}job:{job_id}"
+
+    @property
+    def job_prefix(self) -> str:
+        return self.base + "job:"
+
+
+def queues_key(prefix: str) -> str:
+    """The set of every queue a worker has announced (global, read outside scripts)."""
+    return f"{prefix}:queues"
+
+
+def worker_key(prefix: str, worker_id: str) -> str:
+    return f"{prefix}:worker:{worker_id}"
+
+
+def workers_key(prefix: str) -> str:
+    """ZSET worker id -> last heartbeat (ms)."""
+    return f"{prefix}:workers"
+
+
+# One property per per-queue key: QueueKeys("jobq", "mail").wait == "jobq:{mail}:wait".
+QUEUE_KEYS = (
+    "wait",       # LIST of ready ids without priority: LPUSH in, RPOP out (FIFO)
+    "prio",       # ZSET of ready ids with a priority: score -priority*1e12 + seq
+    "delayed",    # ZSET id -> run-at ms (delays and retry backoff)
+    "active",     # ZSET id -> lease deadline ms
+    "completed",  # ZSET id -> finished-at ms
+    "failed",     # ZSET id -> finished-at ms (the dead-letter view)
+    "meta",       # HASH paused flag, spec
+    "marker",     # LIST wake-up hints for blocked workers
+    "events",     # STREAM lifecycle events, capped
+    "reaper",     # STRING throttle of the stalled-job sweep
+    "stats",      # HASH counters
+    "gc",         # LIST claim-check blobs to delete from storage
+    "seq",        # STRING counter ordering equal priorities
+)
+for _name in QUEUE_KEYS:
+    setattr(QueueKeys, _name, property(lambda self, _n=_name: self.base + _n))

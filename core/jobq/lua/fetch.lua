@@ -1,0 +1,89 @@
+-- One round trip per batch: acknowledge finished jobs, trim old ones, claim up to n ready jobs.
+-- KEYS: 1 wait, 2 prio, 3 delayed, 4 active, 5 completed, 6 failed, 7 meta, 8 events, 9 stats,
+--       10 gc, 11 seq, 11+i job key of ack i
+-- ARGV: 1 job key prefix, 2 lease ms, 3 n to claim, 4 token base, 5 events maxlen,
+--       6 keep completed ms (-1 forever), 7 keep failed ms, 8 worker id, 9 n acks,
+--       then 3 per ack: id, token, result
+local now = now_ms()
+local jp, lease, want, tbase, maxlen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local nack = tonumber(ARGV[9])
+
+local lost = {}
+local done = 0
+for i = 1, nack do
+  local b = 9 + (i - 1) * 3
+  local id, tok = ARGV[b + 1], ARGV[b + 2]
+  local jk = KEYS[11 + i]
+  if redis.call('HGET', jk, 'token') == tok then
+    redis.call('ZREM', KEYS[4], id)
+    redis.call('ZADD', KEYS[5], now, id)
+    redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', ARGV[b + 3])
+    redis.call('HDEL', jk, 'token', 'secrets')
+    emit(KEYS[8], maxlen, 'completed', id)
+    done = done + 1
+  else
+    lost[#lost + 1] = id
+  end
+end
+if done > 0 then redis.call('HINCRBY', KEYS[9], 'completed', done) end
+
+local keepc, keepf = tonumber(ARGV[6]), tonumber(ARGV[7])
+if keepc >= 0 then trim(KEYS[5], jp, KEYS[10], now - keepc, done + 8) end
+if keepf >= 0 then trim(KEYS[6], jp, KEYS[10], now - keepf, 8) end
+
+local claimed = {}
+if want > 0 and redis.call('HGET', KEYS[7], 'paused') ~= '1' then
+  local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+  if #due > 0 then
+    redis.call('ZREM', KEYS[3], unpack(due))
+    for _, id in ipairs(due) do
+      local jk = jp .. id
+      local p = redis.call('HGET', jk, 'prio')
+      if p then
+        redis.call('HSET', jk, 'state', 'waiting')
+        push_ready(KEYS[1], KEYS[2], KEYS[11], id, p, false)
+      end
+    end
+  end
+  local ids
+  local nprio = redis.call('ZCARD', KEYS[2])
+  if nprio == 0 then
+    ids = redis.call('RPOP', KEYS[1], want) or {}
+  else
+    ids = {}
+    for _ = 1, want do
+      local h = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+      local id
+      if h[1] and tonumber(h[2]) < 0 then
+        id = h[1]; redis.call('ZREM', KEYS[2], id)
+      else
+        id = redis.call('RPOP', KEYS[1])
+        if not id and h[1] then id = h[1]; redis.call('ZREM', KEYS[2], id) end
+      end
+      if not id then break end
+      ids[#ids + 1] = id
+    end
+  end
+  for i, id in ipairs(ids) do
+    local jk = jp .. id
+    local f = redis.call('HMGET', jk, 'data', 'name', 'opts', 'created', 'secrets', 'ref')
+    if f[1] then
+      local tok = tbase .. i
+      local att = redis.call('HINCRBY', jk, 'att', 1)
+      redis.call('HSET', jk, 'state', 'active', 'token', tok, 'worker', ARGV[8], 'started', now)
+      redis.call('ZADD', KEYS[4], now + lease, id)
+      emit(KEYS[8], maxlen, 'active', id, 'attempt', att)
+      local c = #claimed
+      claimed[c + 1] = id; claimed[c + 2] = tok; claimed[c + 3] = att; claimed[c + 4] = f[1]
+      claimed[c + 5] = f[2]; claimed[c + 6] = f[3] or ''; claimed[c + 7] = f[4]
+      claimed[c + 8] = f[5] or ''; claimed[c + 9] = f[6] or ''
+    end
+  end
+end
+
+local nextdue = -1
+if #claimed == 0 then
+  local h = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  if h[2] then nextdue = tonumber(h[2]) - now end
+end
+return {now, lost, claimed, nextdue}

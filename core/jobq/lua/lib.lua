@@ -1,0 +1,48 @@
+-- Shared helpers, prepended to every script. Time always comes from Redis, never a worker clock.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Make a ready job claimable: priority 0 goes on the FIFO list, others on the priority zset.
+-- front=true puts it first in line (released or stalled jobs).
+local function push_ready(wait, prio, seq, id, p, front)
+  p = tonumber(p) or 0
+  if p == 0 then
+    if front then redis.call('RPUSH', wait, id) else redis.call('LPUSH', wait, id) end
+  else
+    local n = 0
+    if not front then n = redis.call('INCR', seq) end
+    redis.call('ZADD', prio, -p * 1e12 + n, id)
+  end
+end
+
+local function emit(events, maxlen, event, id, k1, v1, k2, v2)
+  if maxlen == '0' then return end
+  if k2 then
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', event, 'jobId', id, k1, v1, k2, v2)
+  elseif k1 then
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', event, 'jobId', id, k1, v1)
+  else
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', event, 'jobId', id)
+  end
+end
+
+local function wake(marker, n)
+  if n > 8 then n = 8 end
+  for _ = 1, n do redis.call('LPUSH', marker, '1') end
+  redis.call('LTRIM', marker, 0, 63)
+end
+
+-- Delete finished jobs older than the retention cut, a bounded batch per call.
+local function trim(zset, jobprefix, gc, cut, limit)
+  if cut < 0 then return end
+  local old = redis.call('ZRANGEBYSCORE', zset, '-inf', cut, 'LIMIT', 0, limit)
+  for _, id in ipairs(old) do
+    local jk = jobprefix .. id
+    local ref = redis.call('HGET', jk, 'ref')
+    if ref then redis.call('RPUSH', gc, ref) end
+    redis.call('DEL', jk)
+  end
+  if #old > 0 then redis.call('ZREM', zset, unpack(old)) end
+end

@@ -1,0 +1,464 @@
+"""Producer and admin API: ``QueueManager`` (blocking) and ``AsyncQueueManager`` (asyncio).
+
+Both expose the same methods. Each operation is written once, as a generator that yields the
+Redis calls it needs; a sync or an async driver runs it. Every state change is one Lua script.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import uuid
+from collections.abc import Callable, Generator, Iterable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import redis
+import redis.asyncio
+
+from .config import Settings
+from .errors import InvalidOptions, InvalidPayload, JobNotFound, PayloadTooLarge, UnknownQueue
+from .jobs import REDACTED, STATES, Job, JobOptions, job_to_dict
+from .keys import JOB_ID, QueueKeys, queues_key, worker_key, workers_key
+from .scripts import Scripts
+from .serialization import structure_payload
+from .spec import QUEUE_NAME, QueueSpec
+
+T = TypeVar("T")
+Op = Generator[Any, Any, T]
+_OPTION_NAMES = ("retries", "backoff", "timeout", "delay", "priority", "name")
+
+
+@attrs.frozen
+class _Script:
+    name: str
+    keys: list[str]
+    args: list[Any]
+
+
+@attrs.frozen
+class _Pipe:
+    cmds: list[tuple[Any, ...]]
+
+
+@attrs.frozen
+class _Blocking:
+    fn: Callable[[], Any]
+
+
+def make_client(settings: Settings, *, asyncio: bool = False, socket_timeout: float | None = None) -> Any:
+    """A Redis client with timeouts on every socket (rediss:// for TLS, user:password@ for ACL)."""
+    cls = redis.asyncio.Redis if asyncio else redis.Redis
+    timeout = settings.socket_timeout if socket_timeout is None else socket_timeout
+    return cls.from_url(
+        settings.redis_url,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 5.0),
+        health_check_interval=30,
+        retry_on_timeout=False,
+    )
+
+
+def _dumps(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check enqueue options; return those to store (``delay`` and ``priority`` are kept apart)."""
+    unknown = set(options) - set(_OPTION_NAMES)
+    if unknown:
+        raise InvalidOptions(f"unknown option(s): {', '.join(sorted(unknown))}; known: {', '.join(_OPTION_NAMES)}")
+    out: dict[str, Any] = {}
+
+    def number(name: str, lo: float, hi: float, integer: bool = False) -> None:
+        v = options.get(name)
+        if v is None:
+            return
+        if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
+            raise InvalidOptions(f"option {name} must be {'an integer' if integer else 'a number'}, got {v!r}")
+        if not (lo <= v <= hi) or (isinstance(v, float) and math.isnan(v)):
+            raise InvalidOptions(f"option {name}={v!r} is out of range [{lo}, {hi}]")
+        out[name] = v
+
+    number("retries", 0, 100, integer=True)
+    number("backoff", 0, 86400)
+    number("timeout", 0.001, 7 * 86400)
+    number("delay", 0, 365 * 86400)
+    number("priority", -1000, 1000, integer=True)
+    name = options.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > 200):
+        raise InvalidOptions("option name must be a string of at most 200 characters")
+    return out
+
+
+class _Ops:
+    """Every operation, written once as a generator of Redis calls."""
+
+    def __init__(self, settings: Settings | None = None, specs: Iterable[QueueSpec] | None = None,
+                 *, strict: bool = True) -> None:
+        self.settings = settings or Settings.from_env()
+        self.specs: dict[str, QueueSpec] = {s.name: s for s in (specs or ())}
+        self.strict = strict
+        self._known: set[str] = set(self.specs)
+        self._storage: Any = None
+
+    def keys(self, queue: str) -> QueueKeys:
+        return QueueKeys(self.settings.prefix, queue)
+
+    @property
+    def storage(self) -> Any:
+        if self._storage is None:
+            from .storage import Storage
+
+            self._storage = Storage.from_settings(self.settings)
+        return self._storage
+
+    # -- enqueue -------------------------------------------------------------------------
+    def _prepare(self, queue: str, job_id: str | None, data: Any, options: Mapping[str, Any]) -> list[Any]:
+        if job_id is None:
+            job_id = uuid.uuid4().hex
+        elif not isinstance(job_id, str) or not JOB_ID.match(job_id):
+            raise InvalidOptions(f"job id {job_id!r} must match {JOB_ID.pattern}")
+        opts = validate_options(options)
+        spec = self.specs.get(queue)
+        if spec is not None and spec.payload is not None:
+            structure_payload(data, spec.payload)
+        secrets = ""
+        if spec is not None and spec.secret_fields and isinstance(data, dict):
+            hidden = {k: data[k] for k in spec.secret_fields if k in data}
+            if hidden:
+                secrets = _dumps(hidden, "secret fields")
+                data = {**data, **{k: REDACTED for k in hidden}}
+        raw = _dumps(data, "job data")
+        if len(raw) > self.settings.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"job data is {len(raw)} bytes, over JOBQ_MAX_PAYLOAD_BYTES={self.settings.max_payload_bytes}"
+            )
+        ref = ""
+        if len(raw) > self.settings.claim_check_bytes:
+            ref = f"_payloads/{queue}/{job_id}.json"
+            raw = ""
+        delay_ms = int(opts.pop("delay", 0) * 1000)
+        priority = opts.pop("priority", 0)
+        name = options.get("name") or ""
+        opts.pop("name", None)
+        return [job_id, name, raw, secrets, _dumps(opts, "options") if opts else "", delay_ms, priority, ref,
+                data if ref else None]
+
+    def add_jobs(self, queue: str, jobs: Iterable[tuple[str | None, Any] | tuple[str | None, Any, Mapping[str, Any]]],
+                 ) -> Op[list[Job]]:
+        yield from self._check_queue(queue)
+        prepared = []
+        for item in jobs:
+            job_id, data, *rest = item
+            prepared.append(self._prepare(queue, job_id, data, rest[0] if rest else {}))
+        ids = [p[0] for p in prepared]
+        if len(set(ids)) != len(ids):
+            raise InvalidOptions("a bulk add names the same job id twice")
+        blobs = [(p[7], p[8]) for p in prepared if p[7]]
+        if blobs:
+            def upload() -> None:
+                for key, value in blobs:
+                    self.storage.put(key, json.dumps(value, separators=(",", ":")).encode())
+
+            yield _Blocking(upload)
+        k = self.keys(queue)
+        args: list[Any] = [self.settings.events_maxlen, len(prepared)]
+        for p in prepared:
+            args.extend(p[:8])
+        res = yield _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq,
+                                        *(k.job(i) for i in ids)], args)
+        now = res[0] / 1000
+        existing = [i for i, state in zip(ids, res[1:], strict=True) if state]
+        found: dict[str, Job] = {}
+        if existing:
+            rows = yield _Pipe([("HGETALL", k.job(i)) for i in existing])
+            found = {i: Job.from_hash(queue, i, h) for i, h in zip(existing, rows, strict=True)}
+        out = []
+        for p in prepared:
+            if p[0] in found:
+                out.append(found[p[0]])
+                continue
+            opts = json.loads(p[4]) if p[4] else {}
+            out.append(Job(id=p[0], queue=queue, name=p[1], data=json.loads(p[2]) if p[2] else None,
+                           options=JobOptions(delay=p[5] / 1000, priority=p[6], **opts),
+                           state="delayed" if p[5] > 0 else "waiting", created_at=now,
+                           payload_ref=p[7] or None))
+        return out
+
+    def add_job(self, queue: str, job_id: str | None, data: Any, **options: Any) -> Op[Job]:
+        jobs = yield from _Ops.add_jobs(self, queue, [(job_id, data, options)])
+        return jobs[0]
+
+    def _check_queue(self, queue: str) -> Op[None]:
+        if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+            raise UnknownQueue(f"invalid queue name {queue!r}")
+        if queue in self._known or not self.strict:
+            return
+        known = yield ("SISMEMBER", queues_key(self.settings.prefix), queue)
+        if not known:
+            raise UnknownQueue(
+                f"unknown queue {queue!r}: no installed plugin declares it and no worker serves it"
+            )
+        self._known.add(queue)
+
+    # -- reading -----------------------------------------------------------------------------
+    def get_job(self, queue: str, job_id: str) -> Op[Job | None]:
+        k = self.keys(queue)
+        h, paused = yield _Pipe([("HGETALL", k.job(job_id)), ("HGET", k.meta, "paused")])
+        if not h:
+            return None
+        return Job.from_hash(queue, job_id, h, paused=paused == b"1")
+
+    def get_job_status(self, queue: str, job_id: str) -> Op[str | None]:
+        job = yield from _Ops.get_job(self, queue, job_id)
+        return job.state if job else None
+
+    def get_queue_metrics(self, queue: str) -> Op[dict[str, int]]:
+        k = self.keys(queue)
+        wait, prio, active, completed, failed, delayed, paused = yield _Pipe([
+            ("LLEN", k.wait), ("ZCARD", k.prio), ("ZCARD", k.active), ("ZCARD", k.completed),
+            ("ZCARD", k.failed), ("ZCARD", k.delayed), ("HGET", k.meta, "paused"),
+        ])
+        waiting = wait + prio
+        is_paused = paused == b"1"
+        return {"waiting": 0 if is_paused else waiting, "active": active, "completed": completed,
+                "failed": failed, "delayed": delayed, "paused": waiting if is_paused else 0}
+
+    def list_queues(self) -> Op[list[str]]:
+        names = yield ("SMEMBERS", queues_key(self.settings.prefix))
+        return sorted({n.decode() for n in names} | set(self.specs))
+
+    def get_queue_stats(self) -> Op[dict[str, dict[str, int]]]:
+        queues = yield from _Ops.list_queues(self, )
+        out = {}
+        for q in queues:
+            out[q] = yield from _Ops.get_queue_metrics(self, q)
+        return out
+
+    def get_counters(self, queue: str) -> Op[dict[str, int]]:
+        raw = yield ("HGETALL", self.keys(queue).stats)
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def list_jobs(self, queue: str, state: str = "failed", start: int = 0, count: int = 50) -> Op[list[Job]]:
+        """Jobs in a finished set, newest first (``failed`` is the dead-letter view)."""
+        if state not in ("failed", "completed", "delayed", "active"):
+            raise InvalidOptions(f"cannot list jobs in state {state!r}")
+        k = self.keys(queue)
+        ids = yield ("ZREVRANGE", getattr(k, state), start, start + count - 1)
+        ids = [i.decode() for i in ids]
+        if not ids:
+            return []
+        rows = yield _Pipe([("HGETALL", k.job(i)) for i in ids])
+        return [Job.from_hash(queue, i, h) for i, h in zip(ids, rows, strict=True) if h]
+
+    def list_workers(self) -> Op[list[dict[str, Any]]]:
+        p = self.settings.prefix
+        ids = yield ("ZRANGE", workers_key(p), 0, -1, "WITHSCORES")
+        if not ids:
+            return []
+        pairs = list(zip(ids[::2], ids[1::2], strict=True))
+        infos = yield _Pipe([("GET", worker_key(p, w.decode())) for w, _ in pairs])
+        now = yield ("TIME",)
+        now_s = int(now[0]) + int(now[1]) / 1e6
+        out = []
+        for (wid, beat), info in zip(pairs, infos, strict=True):
+            d = json.loads(info) if info else {"id": wid.decode()}
+            d["last_heartbeat"] = float(beat) / 1000
+            d["age"] = round(now_s - float(beat) / 1000, 3)
+            d["alive"] = info is not None and d.get("healthy", False)
+            out.append(d)
+        return out
+
+    def health_check(self) -> Op[dict[str, Any]]:
+        try:
+            yield ("PING",)
+        except redis.RedisError as exc:
+            return {"healthy": False, "redis": False, "error": f"{type(exc).__name__}: {exc}", "workers": []}
+        workers = yield from _Ops.list_workers(self, )
+        alive = [w for w in workers if w["alive"]]
+        return {"healthy": bool(alive), "redis": True, "workers": workers, "alive_workers": len(alive)}
+
+    # -- control -----------------------------------------------------------------------------
+    def pause_queue(self, queue: str) -> Op[None]:
+        yield ("HSET", self.keys(queue).meta, "paused", "1")
+
+    def resume_queue(self, queue: str) -> Op[None]:
+        k = self.keys(queue)
+        yield _Pipe([("HDEL", k.meta, "paused"), ("LPUSH", k.marker, *["1"] * 8), ("LTRIM", k.marker, 0, 63)])
+
+    def retry_job(self, queue: str, job_id: str) -> Op[bool]:
+        k = self.keys(queue)
+        res = yield _Script("retry", [k.job(job_id), k.failed, k.wait, k.prio, k.marker, k.events, k.seq],
+                            [job_id, self.settings.events_maxlen])
+        res = res.decode()
+        if res == "MISSING":
+            raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
+        if res == "SCRUBBED":
+            raise InvalidOptions(
+                f"job {job_id!r} had secret fields, erased when it failed; enqueue it again with them"
+            )
+        return res == "OK"
+
+    def retry_failed(self, queue: str, limit: int = 1000) -> Op[int]:
+        jobs = yield from _Ops.list_jobs(self, queue, "failed", 0, limit)
+        n = 0
+        for j in jobs:
+            try:
+                n += bool((yield from _Ops.retry_job(self, queue, j.id)))
+            except InvalidOptions:
+                continue
+        return n
+
+    def remove_job(self, queue: str, job_id: str) -> Op[bool]:
+        k = self.keys(queue)
+        res = yield _Script("remove", [k.job(job_id), k.wait, k.prio, k.delayed, k.active, k.completed,
+                                       k.failed, k.gc, k.events], [job_id, self.settings.events_maxlen])
+        return bool(res)
+
+    def purge(self, queue: str, state: str = "failed") -> Op[int]:
+        if state not in ("failed", "completed"):
+            raise InvalidOptions("purge takes 'failed' or 'completed'")
+        k = self.keys(queue)
+        total = 0
+        while True:
+            n = yield _Script("purge", [getattr(k, state), k.gc], [k.job_prefix, 500])
+            total += n
+            if n < 500:
+                return total
+
+    def read_events(self, queue: str, last_id: str = "0-0", count: int = 100) -> Op[list[dict[str, str]]]:
+        rows = yield ("XRANGE", self.keys(queue).events, f"({last_id}" if last_id != "0-0" else "-", "+",
+                      "COUNT", count)
+        return [{"id": i.decode(), **{a.decode(): b.decode() for a, b in f.items()}} for i, f in rows]
+
+
+def _run_sync(client: redis.Redis, scripts: Scripts, gen: Op[T]) -> T:
+    value: Any = None
+    try:
+        while True:
+            call = gen.send(value)
+            if isinstance(call, _Script):
+                value = getattr(scripts, call.name)(keys=call.keys, args=call.args)
+            elif isinstance(call, _Pipe):
+                pipe = client.pipeline(transaction=False)
+                for cmd in call.cmds:
+                    pipe.execute_command(*cmd)
+                value = pipe.execute()
+            elif isinstance(call, _Blocking):
+                value = call.fn()
+            else:
+                value = client.execute_command(*call)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _run_async(client: redis.asyncio.Redis, scripts: Scripts, gen: Op[T]) -> T:
+    import asyncio
+
+    value: Any = None
+    try:
+        while True:
+            call = gen.send(value)
+            if isinstance(call, _Script):
+                value = await getattr(scripts, call.name)(keys=call.keys, args=call.args)
+            elif isinstance(call, _Pipe):
+                pipe = client.pipeline(transaction=False)
+                for cmd in call.cmds:
+                    pipe.execute_command(*cmd)
+                value = await pipe.execute()
+            elif isinstance(call, _Blocking):
+                value = await asyncio.to_thread(call.fn)
+            else:
+                value = await client.execute_command(*call)
+    except StopIteration as stop:
+        return stop.value
+
+
+_PUBLIC = ("add_job", "add_jobs", "get_job", "get_job_status", "get_queue_metrics", "get_queue_stats",
+           "list_queues", "get_counters", "list_jobs", "list_workers", "health_check", "pause_queue",
+           "resume_queue", "retry_job", "retry_failed", "remove_job", "purge", "read_events")
+
+
+def _sync_method(name: str) -> Callable[..., Any]:
+    op = getattr(_Ops, name)
+
+    @functools.wraps(op)
+    def method(self: QueueManager, *args: Any, **kwargs: Any) -> Any:
+        return _run_sync(self.redis, self.scripts, op(self, *args, **kwargs))
+
+    return method
+
+
+def _async_method(name: str) -> Callable[..., Any]:
+    op = getattr(_Ops, name)
+
+    @functools.wraps(op)
+    async def method(self: AsyncQueueManager, *args: Any, **kwargs: Any) -> Any:
+        return await _run_async(self.redis, self.scripts, op(self, *args, **kwargs))
+
+    return method
+
+
+class QueueManager(_Ops):
+    """Blocking producer/admin API.
+
+    :param settings: defaults to :meth:`Settings.from_env`.
+    :param specs: queue specs known locally (validates payloads; such queues need no live worker).
+    :param strict: refuse queues that no spec declares and no worker has announced.
+    """
+
+    def __init__(self, settings: Settings | None = None, specs: Iterable[QueueSpec] | None = None,
+                 *, strict: bool = True, client: redis.Redis | None = None) -> None:
+        super().__init__(settings, specs, strict=strict)
+        self.redis = client or make_client(self.settings)
+        self.scripts = Scripts(self.redis)
+
+    def job_dict(self, queue: str, job_id: str) -> dict[str, Any]:
+        job = self.get_job(queue, job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id!r} in queue {queue!r}")
+        return job_to_dict(job)
+
+    def shutdown(self) -> None:
+        self.redis.close()
+
+    close = shutdown
+
+    def __enter__(self) -> QueueManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+class AsyncQueueManager(_Ops):
+    """The same API as :class:`QueueManager`, with coroutine methods."""
+
+    def __init__(self, settings: Settings | None = None, specs: Iterable[QueueSpec] | None = None,
+                 *, strict: bool = True, client: redis.asyncio.Redis | None = None) -> None:
+        super().__init__(settings, specs, strict=strict)
+        self.redis = client or make_client(self.settings, asyncio=True)
+        self.scripts = Scripts(self.redis)
+
+    async def shutdown(self) -> None:
+        await self.redis.aclose()
+
+    close = shutdown
+
+    async def __aenter__(self) -> AsyncQueueManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+
+for _name in _PUBLIC:
+    setattr(QueueManager, _name, _sync_method(_name))
+    setattr(AsyncQueueManager, _name, _async_method(_name))
+
+__all__ = ["STATES", "AsyncQueueManager", "QueueManager", "make_client", "validate_options"]

@@ -1,0 +1,140 @@
+"""Fixtures for jobq's own tests and for plugin authors (a pytest plugin, loaded automatically).
+
+``jobq_settings`` points at the real Redis (``JOBQ_TEST_REDIS_URL`` or ``REDIS_URL``, default
+127.0.0.1:6379) under a key prefix of its own, deleted afterwards. ``jobq_harness`` runs real
+workers in background threads and waits on job states with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from .config import Settings
+from .jobs import Job
+from .queue import QueueManager
+from .spec import QueueSpec
+from .worker import Worker
+
+TERMINAL = ("completed", "failed")
+
+
+def test_redis_url() -> str:
+    return os.environ.get("JOBQ_TEST_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
+               message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        client.delete(key)
+
+
+class Harness:
+    """Real workers against real Redis, for tests."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.manager = QueueManager(settings)
+        self.workers: list[tuple[Worker, threading.Thread]] = []
+
+    def start(self, *specs: QueueSpec, **worker_options: Any) -> Worker:
+        """Start a worker for ``specs`` in a background thread; returns once it is serving."""
+        for s in specs:
+            self.manager.specs[s.name] = s
+            self.manager._known.add(s.name)
+        worker = Worker(list(specs), self.settings, **worker_options)
+        errors: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                asyncio.run(worker.run())
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=target, daemon=True, name=f"jobq-worker-{specs[0].name}")
+        thread.start()
+        wait_until(lambda: worker.ready or errors or not thread.is_alive(), 15, message="worker start")
+        if errors:
+            raise errors[0]
+        self.workers.append((worker, thread))
+        return worker
+
+    def serves(self, queue: str) -> bool:
+        return any(queue in (s.name for s in w.specs) for w, t in self.workers if t.is_alive())
+
+    def wait(self, queue: str, job_id: str, timeout: float = 30.0, states: tuple[str, ...] = TERMINAL) -> Job:
+        def check() -> Job | None:
+            job = self.manager.get_job(queue, job_id)
+            return job if job is not None and job.state in states else None
+
+        return wait_until(check, timeout, message=f"job {queue}/{job_id} to reach {states}")
+
+    def run(self, spec: QueueSpec, data: Any, *, job_id: str | None = None, timeout: float = 30.0,
+            **options: Any) -> Job:
+        """Enqueue ``data`` on ``spec``'s queue (starting a worker if none serves it) and wait for the end."""
+        if not self.serves(spec.name):
+            self.start(spec)
+        job = self.manager.add_job(spec.name, job_id, data, **options)
+        return self.wait(spec.name, job.id, timeout)
+
+    def stop(self, worker: Worker | None = None, timeout: float = 30.0) -> None:
+        for w, t in list(self.workers):
+            if worker is None or w is worker:
+                w.stop()
+                t.join(timeout)
+                self.workers.remove((w, t))
+
+    def close(self) -> None:
+        self.stop()
+        self.manager.shutdown()
+
+
+def make_test_settings(tmp_path: Any = None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        redis_url=test_redis_url(), prefix=f"jobqt-{uuid.uuid4().hex[:10]}", lease_seconds=5.0,
+        stall_interval=1.0, shutdown_grace=5.0, socket_timeout=5.0,
+    )
+    if tmp_path is not None:
+        values["storage_url"] = str(tmp_path / "jobq-storage")
+    values.update(overrides)
+    return Settings.from_env(**values)
+
+
+@pytest.fixture
+def jobq_settings(tmp_path: Any) -> Iterator[Settings]:
+    settings = make_test_settings(tmp_path)
+    yield settings
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        delete_prefix(client, settings.prefix)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def jobq_harness(jobq_settings: Settings) -> Iterator[Harness]:
+    h = Harness(jobq_settings)
+    try:
+        yield h
+    finally:
+        h.close()
