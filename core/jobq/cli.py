@@ -142,7 +142,7 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
 
         metrics.serve(int(metrics_port), obj.settings, worker, addr=metrics_addr)
         click.echo(f"metrics on http://{metrics_addr}:{metrics_port}/metrics", err=True)
-    click.echo(f"jobq worker {worker.id}: " + ", ".join(f"{s.name}×{s.concurrency}" for s in specs), err=True)
+    click.echo(f"jobq worker {worker.id}: " + ", ".join(f"{s.name} x{s.concurrency}" for s in specs), err=True)
     worker.run_forever()
 
 
@@ -158,7 +158,8 @@ def plugins(obj: Ctx, as_json: bool) -> None:
         if not rows:
             click.echo("no plugins installed")
         for r in rows:
-            line = f"{r['name']:<16} {r['distribution'] or '-'} {r['version'] or ''}  queues: {', '.join(r['queues']) or '-'}"
+            queues = ", ".join(r["queues"]) or "-"
+            line = f"{r['name']:<16} {r['distribution'] or '-'} {r['version'] or ''}  queues: {queues}"
             click.echo(line + (f"\n  BROKEN: {r['error']}" if r["error"] else ""))
 
     _out(rows, as_json, human)
@@ -279,10 +280,8 @@ def failed_retry(obj: Ctx, queue: str, job_ids: tuple[str, ...], all_: bool) -> 
     """Send failed jobs back to waiting with fresh retry budgets."""
     if not job_ids and not all_:
         raise click.UsageError("name job ids or pass --all")
-    if all_:
-        n = obj.manager.retry_failed(queue)
-    else:
-        n = sum(bool(obj.manager.retry_job(queue, j)) for j in job_ids)
+    m = obj.manager
+    n = m.retry_failed(queue) if all_ else sum(bool(m.retry_job(queue, j)) for j in job_ids)
     click.echo(f"retried {n} job(s)")
 
 

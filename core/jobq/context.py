@@ -15,8 +15,19 @@ class JobContext:
     class, else the decoded JSON), ``job.attempt`` (1 for the first start), ``job.progress(...)``.
     """
 
-    __slots__ = ("id", "queue", "name", "attempt", "created_at", "token", "_data", "_raw",
-                 "_opener", "_progress", "_loader")
+    __slots__ = (
+        "_data",
+        "_loader",
+        "_opener",
+        "_progress",
+        "_raw",
+        "attempt",
+        "created_at",
+        "id",
+        "name",
+        "queue",
+        "token",
+    )
 
     def __init__(self, *, id: str, queue: str, name: str, attempt: int, created_at: float,
                  token: str, raw: bytes | str | None = None, data: Any = None,
@@ -39,11 +50,16 @@ class JobContext:
     def data(self) -> Any:
         """The payload; decoded (and structured into the payload class) on first use."""
         if self._data is None and (self._raw is not None or self._opener is not None):
-            if self._raw is not None:
-                value = json.loads(self._raw)
-            else:
-                with self.open_payload() as fh:
-                    value = json.load(fh)
+            try:
+                if self._raw is not None:
+                    value = json.loads(self._raw)
+                else:
+                    with self.open_payload() as fh:
+                        value = json.load(fh)
+            except ValueError as exc:
+                from .errors import InvalidPayload
+
+                raise InvalidPayload(f"stored payload is not valid JSON: {exc}") from None
             self._data = self._loader(value) if self._loader else value
         return self._data
 

@@ -54,7 +54,7 @@ class Job:
 
     @classmethod
     def from_hash(cls, queue: str, job_id: str, h: dict[bytes, bytes], *, paused: bool = False) -> Job:
-        g = {k.decode(): v.decode() for k, v in h.items()}
+        g = {k.decode(): v.decode(errors="replace") for k, v in h.items()}
         state = g.get("state", "waiting")
         if state == "waiting" and paused:
             state = "paused"
@@ -66,20 +66,30 @@ class Job:
             id=job_id,
             queue=queue,
             name=g.get("name", ""),
-            data=json.loads(g["data"]) if g.get("data") else None,
+            data=_loads(g.get("data")),
             options=JobOptions(priority=int(float(g.get("prio", 0))), **opts),
             state=state,  # type: ignore[arg-type]
-            progress=json.loads(g["progress"]) if g.get("progress") else None,
+            progress=_loads(g.get("progress")),
             attempts=int(g.get("att", 0)),
             failed_attempts=int(g.get("fails", 0)),
             stalls=int(g.get("stalls", 0)),
-            result=json.loads(g["result"]) if g.get("result") else None,
+            result=_loads(g.get("result")),
             failure=failure,
             created_at=_sec(g.get("created")),
             started_at=_sec(g.get("started")),
             finished_at=_sec(g.get("finished")),
             payload_ref=g.get("ref") or None,
         )
+
+
+def _loads(raw: str | None) -> Any:
+    """Decode a stored JSON field; a corrupt one is shown as its text, never raised on a read."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
 
 
 def _sec(ms: str | None) -> float | None:

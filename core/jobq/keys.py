@@ -26,6 +26,16 @@ class QueueKeys:
     def job_prefix(self) -> str:
         return self.base + "job:"
 
+    def fetch_keys(self) -> list[str]:
+        """KEYS of fetch.lua before the per-ack job keys."""
+        return [self.base + n for n in ("wait", "prio", "delayed", "active", "completed", "failed", "meta",
+                                        "events", "stats", "gc", "seq")]
+
+    def reap_keys(self) -> list[str]:
+        """KEYS of reap.lua."""
+        return [self.base + n for n in ("reaper", "active", "wait", "prio", "failed", "events", "stats", "marker",
+                                        "seq")]
+
 
 def queues_key(prefix: str) -> str:
     """The set of every queue a worker has announced (global, read outside scripts)."""

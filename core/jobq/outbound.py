@@ -222,6 +222,14 @@ class OutboundPolicy:
             return True
         return any(p.startswith("*.") and name.endswith(p[1:]) for p in self.allow_hosts)
 
+    def is_listed(self, host: str) -> bool:
+        """Whether the operator allow-listed this host itself: by name, or as an address (any
+        spelling) inside an allow-listed network. Callers use it to relax their own host rules."""
+        if self.host_allowed(host):
+            return True
+        ip = _literal(host)
+        return ip is not None and any(ip.version == n.version and ip in n for n in self.allow_networks)
+
     def address_allowed(self, address: str | IPAddress, host: str = "") -> bool:
         """Whether a connection to ``address`` (resolved from ``host``) is admitted."""
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address

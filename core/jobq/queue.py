@@ -197,7 +197,7 @@ class _Ops:
     def _check_queue(self, queue: str) -> Op[None]:
         if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
             raise UnknownQueue(f"invalid queue name {queue!r}")
-        if queue in self._known or not self.strict:
+        if queue in self._known or queue in self.specs or not self.strict:
             return
         known = yield ("SISMEMBER", queues_key(self.settings.prefix), queue)
         if not known:
@@ -337,44 +337,60 @@ class _Ops:
         return [{"id": i.decode(), **{a.decode(): b.decode() for a, b in f.items()}} for i, f in rows]
 
 
+def _exec_sync(client: redis.Redis, scripts: Scripts, call: Any) -> Any:
+    if isinstance(call, _Script):
+        return getattr(scripts, call.name)(keys=call.keys, args=call.args)
+    if isinstance(call, _Pipe):
+        pipe = client.pipeline(transaction=False)
+        for cmd in call.cmds:
+            pipe.execute_command(*cmd)
+        return pipe.execute()
+    if isinstance(call, _Blocking):
+        return call.fn()
+    return client.execute_command(*call)
+
+
+async def _exec_async(client: redis.asyncio.Redis, scripts: Scripts, call: Any) -> Any:
+    import asyncio
+
+    if isinstance(call, _Script):
+        return await getattr(scripts, call.name)(keys=call.keys, args=call.args)
+    if isinstance(call, _Pipe):
+        pipe = client.pipeline(transaction=False)
+        for cmd in call.cmds:
+            pipe.execute_command(*cmd)
+        return await pipe.execute()
+    if isinstance(call, _Blocking):
+        return await asyncio.to_thread(call.fn)
+    return await client.execute_command(*call)
+
+
 def _run_sync(client: redis.Redis, scripts: Scripts, gen: Op[T]) -> T:
     value: Any = None
+    error: BaseException | None = None
     try:
         while True:
-            call = gen.send(value)
-            if isinstance(call, _Script):
-                value = getattr(scripts, call.name)(keys=call.keys, args=call.args)
-            elif isinstance(call, _Pipe):
-                pipe = client.pipeline(transaction=False)
-                for cmd in call.cmds:
-                    pipe.execute_command(*cmd)
-                value = pipe.execute()
-            elif isinstance(call, _Blocking):
-                value = call.fn()
-            else:
-                value = client.execute_command(*call)
+            call = gen.throw(error) if error is not None else gen.send(value)
+            error = None
+            try:
+                value = _exec_sync(client, scripts, call)
+            except Exception as exc:  # handed to the operation, which may handle it
+                error = exc
     except StopIteration as stop:
         return stop.value
 
 
 async def _run_async(client: redis.asyncio.Redis, scripts: Scripts, gen: Op[T]) -> T:
-    import asyncio
-
     value: Any = None
+    error: BaseException | None = None
     try:
         while True:
-            call = gen.send(value)
-            if isinstance(call, _Script):
-                value = await getattr(scripts, call.name)(keys=call.keys, args=call.args)
-            elif isinstance(call, _Pipe):
-                pipe = client.pipeline(transaction=False)
-                for cmd in call.cmds:
-                    pipe.execute_command(*cmd)
-                value = await pipe.execute()
-            elif isinstance(call, _Blocking):
-                value = await asyncio.to_thread(call.fn)
-            else:
-                value = await client.execute_command(*call)
+            call = gen.throw(error) if error is not None else gen.send(value)
+            error = None
+            try:
+                value = await _exec_async(client, scripts, call)
+            except Exception as exc:
+                error = exc
     except StopIteration as stop:
         return stop.value
 

@@ -61,8 +61,8 @@ def _resolve_execution(spec: QueueSpec) -> str:
     if spec.execution != "auto":
         return spec.execution
     fn = spec.handler
-    return "async" if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)) else "thread"
+    call = type(fn).__call__ if not inspect.isfunction(fn) and callable(fn) else None
+    return "async" if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call) else "thread"
 
 
 def _run_in_child(handler: Any, state: dict[str, Any]) -> tuple[str, Any]:
@@ -103,9 +103,7 @@ class QueueRunner:
 
             self.procs = pebble.ProcessPool(max_workers=self.concurrency, max_tasks=200, initializer=child_init,
                                             context=multiprocessing.get_context("spawn"))
-        k = self.keys
-        self._fetch_keys = [k.wait, k.prio, k.delayed, k.active, k.completed, k.failed, k.meta, k.events,
-                            k.stats, k.gc, k.seq]
+        self._fetch_keys = self.keys.fetch_keys()
 
     # -- the pump ------------------------------------------------------------------------
     async def pump(self) -> None:
@@ -392,7 +390,7 @@ class QueueRunner:
         k = self.keys
         try:
             await self.w.scripts.reap(
-                keys=[k.reaper, k.active, k.wait, k.prio, k.failed, k.events, k.stats, k.marker, k.seq],
+                keys=k.reap_keys(),
                 args=[max(int(s.stall_interval * 1000), 1), 1000, self.spec.max_stalls, k.job_prefix,
                       s.events_maxlen])
         except redis.RedisError as exc:

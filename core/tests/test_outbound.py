@@ -370,3 +370,10 @@ def test_public_hosts_only_get_web_ports(pair: tuple[Server, Canary]) -> None:
     server, _ = pair  # an allow-listed destination may use any port
     allowed = OutboundPolicy(allow_networks=[ipaddress.ip_network(f"{ALLOWED_IP}/32")])
     assert allowed.check_url(f"http://{ALLOWED_IP}:{server.port}/") == [ALLOWED_IP]
+
+
+def test_is_listed_names_the_operators_own_hosts() -> None:
+    policy = OutboundPolicy.from_env({"JOBQ_OUTBOUND_ALLOWLIST": "relay.corp,127.0.0.2/32"})
+    assert policy.is_listed("relay.corp") and policy.is_listed("RELAY.corp.")
+    assert policy.is_listed("127.0.0.2") and policy.is_listed("0x7f.0.0.2")
+    assert not policy.is_listed("127.0.0.1") and not policy.is_listed("hooks.slack.com")

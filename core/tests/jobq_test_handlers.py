@@ -1,0 +1,63 @@
+"""Handlers for tests that run workers in subprocesses. Each start is appended to a ledger file
+(``JOBQ_TEST_LEDGER``) outside Redis, so the tests can count starts and completions per job."""
+
+import json
+import os
+import sys
+import time
+
+from jobq import QueueSpec
+
+
+def _ledger(job, event):
+    path = os.environ["JOBQ_TEST_LEDGER"]
+    line = json.dumps({"id": job.id, "attempt": job.attempt, "token": job.token, "pid": os.getpid(),
+                       "event": event, "t": time.time()})
+    with open(path, "a") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def sleepy(job):
+    _ledger(job, "start")
+    time.sleep(job.data.get("sleep", 0.05))
+    _ledger(job, "end")
+    return {"ok": True}
+
+
+def poison(job):
+    _ledger(job, "start")
+    if job.data.get("poison"):
+        os._exit(137)
+    time.sleep(0.01)
+    return {"ok": True}
+
+
+def cpu_burn(job):
+    _ledger(job, "start")
+    end = time.time() + job.data.get("seconds", 1)
+    x = 0
+    while time.time() < end:
+        x += 1
+    return {"pid": os.getpid()}
+
+
+SPECS = {
+    "sleepy": QueueSpec(name="sleepy", handler=sleepy, concurrency=4, retries=3, backoff=0.1),
+    "poison": QueueSpec(name="poison", handler=poison, concurrency=2, retries=3, max_stalls=1),
+    "cpu": QueueSpec(name="cpu", handler=cpu_burn, concurrency=2, execution="process"),
+}
+
+
+def main():
+    from jobq.config import Settings
+    from jobq.worker import Worker
+
+    settings = Settings(**json.loads(sys.argv[1]))
+    specs = [SPECS[n] for n in sys.argv[2].split(",")]
+    Worker(specs, settings, block_timeout=1.0, presence_interval=0.5).run_forever()
+
+
+if __name__ == "__main__":
+    main()
