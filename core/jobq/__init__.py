@@ -17,11 +17,18 @@ from .errors import (
     UnrecoverableError,
 )
 from .hookspecs import hookimpl
+from .jobs import Failure, Job, JobOptions
+from .queue import AsyncQueueManager, QueueManager
 from .spec import QueueSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncQueueManager",
+    "Failure",
+    "Job",
+    "JobOptions",
+    "QueueManager",
     "ConfigError",
     "EnqueueError",
     "InvalidOptions",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ipaddress
+import logging
 import os
 import re
 import socket
@@ -450,6 +451,24 @@ class AsyncPinnedTransport(httpx.AsyncHTTPTransport):
         return await super().handle_async_request(request)
 
 
+class _UrlLogFilter(logging.Filter):
+    """httpx logs every request's full URL at INFO; webhook URLs carry their token in the path."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 2 and isinstance(record.args[1], httpx.URL):
+            record.args = (record.args[0], describe_url(record.args[1]), *record.args[2:])
+        return True
+
+
+_log_filter = _UrlLogFilter()
+
+
+def _hide_urls_in_httpx_log() -> None:
+    logger = logging.getLogger("httpx")
+    if _log_filter not in logger.filters:
+        logger.addFilter(_log_filter)
+
+
 _TRANSPORT_KW = ("verify", "cert", "http1", "http2", "limits", "dns_ttl")
 _REFUSED_KW = ("transport", "mounts", "proxy", "trust_env", "app")
 
@@ -468,12 +487,15 @@ def http_client(policy: OutboundPolicy | None = None, timeout: float = DEFAULT_T
 
     :param policy: defaults to :meth:`OutboundPolicy.from_env`.
     :param timeout: seconds for connect, read, write and pool waits.
+    The ``httpx`` logger shows these clients' URLs as ``scheme://host/…`` (paths hold tokens).
+
     :param kw: other ``httpx.Client`` arguments (``verify``, ``http2`` and ``limits`` go to the
         transport); proxies and custom transports are refused, environment proxies ignored.
         ``follow_redirects`` stays off unless passed; each hop is then checked.
     """
     transport_kw, client_kw = _split(dict(kw))
     policy = policy or OutboundPolicy.from_env()
+    _hide_urls_in_httpx_log()
     return httpx.Client(transport=PinnedTransport(policy, **transport_kw), timeout=timeout,
                         trust_env=False, **client_kw)
 
@@ -483,5 +505,6 @@ def async_http_client(policy: OutboundPolicy | None = None, timeout: float = DEF
     """An ``httpx.AsyncClient`` that only reaches destinations ``policy`` admits (see :func:`http_client`)."""
     transport_kw, client_kw = _split(dict(kw))
     policy = policy or OutboundPolicy.from_env()
+    _hide_urls_in_httpx_log()
     return httpx.AsyncClient(transport=AsyncPinnedTransport(policy, **transport_kw), timeout=timeout,
                              trust_env=False, **client_kw)

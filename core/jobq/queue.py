@@ -138,16 +138,15 @@ class _Ops:
             raise PayloadTooLarge(
                 f"job data is {len(raw)} bytes, over JOBQ_MAX_PAYLOAD_BYTES={self.settings.max_payload_bytes}"
             )
-        ref = ""
+        ref, blob = "", None
         if len(raw) > self.settings.claim_check_bytes:
             ref = f"_payloads/{queue}/{job_id}.json"
-            raw = ""
+            raw, blob = "", raw
         delay_ms = int(opts.pop("delay", 0) * 1000)
         priority = opts.pop("priority", 0)
         name = options.get("name") or ""
         opts.pop("name", None)
-        return [job_id, name, raw, secrets, _dumps(opts, "options") if opts else "", delay_ms, priority, ref,
-                data if ref else None]
+        return [job_id, name, raw, secrets, _dumps(opts, "options") if opts else "", delay_ms, priority, ref, blob]
 
     def add_jobs(self, queue: str, jobs: Iterable[tuple[str | None, Any] | tuple[str | None, Any, Mapping[str, Any]]],
                  ) -> Op[list[Job]]:
@@ -163,7 +162,7 @@ class _Ops:
         if blobs:
             def upload() -> None:
                 for key, value in blobs:
-                    self.storage.put(key, json.dumps(value, separators=(",", ":")).encode())
+                    self.storage.put(key, value.encode())
 
             yield _Blocking(upload)
         k = self.keys(queue)

@@ -377,3 +377,12 @@ def test_is_listed_names_the_operators_own_hosts() -> None:
     assert policy.is_listed("relay.corp") and policy.is_listed("RELAY.corp.")
     assert policy.is_listed("127.0.0.2") and policy.is_listed("0x7f.0.0.2")
     assert not policy.is_listed("127.0.0.1") and not policy.is_listed("hooks.slack.com")
+
+
+def test_request_log_lines_hide_url_paths(pair: tuple[Server, Canary], caplog: pytest.LogCaptureFixture) -> None:
+    server, _ = pair
+    policy = OutboundPolicy(allow_networks=[ipaddress.ip_network(f"{ALLOWED_IP}/32")])
+    with caplog.at_level("DEBUG"), http_client(policy) as client:
+        client.get(f"http://{ALLOWED_IP}:{server.port}/services/T0/B0/token-in-path?key=token-in-query")
+    assert "HTTP Request: GET" in caplog.text
+    assert "token-in" not in caplog.text and f"http://{ALLOWED_IP}:{server.port}/…" in caplog.text

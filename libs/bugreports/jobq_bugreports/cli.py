@@ -1,0 +1,34 @@
+"""``jobq api``: serve the intake API with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+
+@click.command("api")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port (0 picks a free one; the address is logged).")
+def api_command(host: str, port: int) -> None:
+    """Serve the bug-report intake API (POST/GET /api/v1/reports).
+
+    Reads JOBQ_API_KEYS, JOBQ_PROJECTS_FILE, JOBQ_API_MAX_BODY, DATABASE_URL and the jobq settings
+    (REDIS_URL, JOBQ_PREFIX, STORAGE_URL...) from the environment.
+    """
+    import uvicorn
+    from jobq import ConfigError
+
+    from .api import create_app
+
+    try:
+        app = create_app()
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    if level not in ("critical", "error", "warning", "info", "debug"):
+        level = "info"
+    # The body limit is ours, enforced while streaming; proxy headers are off: nothing here uses the
+    # client address, and trusting X-Forwarded-* is a deployment decision.
+    uvicorn.run(app, host=host, port=port, log_level=level, proxy_headers=False, server_header=False)

@@ -1,0 +1,198 @@
+"""Per-project configuration of the intake API: API keys, integrations and notifications.
+
+API keys come from ``JOBQ_API_KEYS`` (``projectId:key`` pairs); what each project enqueues besides
+screenshots and replays comes from the JSON or TOML file named by ``JOBQ_PROJECTS_FILE``. Both are
+read once at start-up and checked there, so a typo stops the server instead of losing reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from jobq import ConfigError
+
+from .store import check_id
+
+API_KEYS = "JOBQ_API_KEYS"
+PROJECTS_FILE = "JOBQ_PROJECTS_FILE"
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,39}")
+MIN_KEY_LENGTH = 16
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class ApiKeys:
+    """Maps an ``X-API-Key`` value to its project.
+
+    Keys are kept as SHA-256 digests and every one is compared with :func:`hmac.compare_digest`, so
+    the time taken says nothing about how much of a key matched, nor which project's key it was.
+    A project may have several keys (rotation).
+    """
+
+    def __init__(self, pairs: Mapping[str, str] | list[tuple[str, str]]) -> None:
+        items = list(pairs.items()) if isinstance(pairs, Mapping) else list(pairs)
+        self._keys: list[tuple[bytes, str]] = [(_digest(key), project) for project, key in items]
+
+    @classmethod
+    def parse(cls, text: str | None) -> ApiKeys:
+        """Parse ``proj-1:key1,proj-2:key2``; raise :class:`jobq.ConfigError` on a malformed entry."""
+        pairs: list[tuple[str, str]] = []
+        for n, entry in enumerate((text or "").split(","), 1):
+            entry = entry.strip()
+            if not entry:
+                continue
+            project, sep, key = entry.partition(":")
+            if not sep:
+                raise ConfigError(f"{API_KEYS} entry {n} must be projectId:key")
+            try:
+                check_id("projectId", project.strip())
+            except ValueError:
+                raise ConfigError(f"{API_KEYS} entry {n}: invalid project id") from None
+            if len(key.strip()) < MIN_KEY_LENGTH:
+                raise ConfigError(f"{API_KEYS} entry {n} (project {project.strip()}): key shorter than "
+                                  f"{MIN_KEY_LENGTH} characters")
+            pairs.append((project.strip(), key.strip()))
+        return cls(pairs)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def project_for(self, key: str | None) -> str | None:
+        """The project of ``key``, or ``None``; always compares against every configured key."""
+        if not key:
+            return None
+        digest = _digest(key)
+        found = None
+        for known, project in self._keys:
+            if hmac.compare_digest(known, digest):
+                found = project
+        return found
+
+
+@attrs.frozen(kw_only=True)
+class Integration:
+    """An external tracker a project's reports are sent to (one ``integrations`` job each)."""
+
+    name: str
+    platform: str
+    credentials: dict[str, Any] = attrs.field(factory=dict, repr=False)
+    config: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class Notification:
+    """A channel told about new reports (one ``notifications`` job each)."""
+
+    name: str
+    type: str
+    recipients: list[str]
+
+
+@attrs.frozen(kw_only=True)
+class Project:
+    integrations: tuple[Integration, ...] = ()
+    notifications: tuple[Notification, ...] = ()
+
+
+NO_PROJECT_CONFIG = Project()
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be an object")
+    return value
+
+
+def _only(entry: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(entry) - allowed)
+    if extra:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ConfigError(f"{where} must be 1-40 characters A-Z a-z 0-9 _ (it is part of job ids)")
+    return value
+
+
+def _unique(names: list[str], where: str) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{where}: name(s) {', '.join(dupes)} used twice; give each entry its own 'name'")
+
+
+def parse_projects(raw: Any, source: str = "projects") -> dict[str, Project]:
+    """Check and convert ``{projectId: {integrations: [...], notifications: [...]}}``.
+
+    Error messages name the offending entry but never print credential values.
+    """
+    out: dict[str, Project] = {}
+    for project_id, body in _object(raw, source).items():
+        where = f"{source}: project {project_id!r}"
+        try:
+            check_id("projectId", project_id)
+        except ValueError:
+            raise ConfigError(f"{where}: invalid project id") from None
+        body = _object(body, where)
+        _only(body, {"integrations", "notifications"}, where)
+        integrations = []
+        for i, entry in enumerate(body.get("integrations") or []):
+            w = f"{where} integrations[{i}]"
+            entry = _object(entry, w)
+            _only(entry, {"name", "platform", "credentials", "config"}, w)
+            platform = _name(entry.get("platform"), f"{w}.platform")
+            integrations.append(Integration(
+                name=_name(entry.get("name", platform), f"{w}.name"),
+                platform=platform,
+                credentials=_object(entry.get("credentials", {}), f"{w}.credentials"),
+                config=_object(entry.get("config", {}), f"{w}.config"),
+            ))
+        notifications = []
+        for i, entry in enumerate(body.get("notifications") or []):
+            w = f"{where} notifications[{i}]"
+            entry = _object(entry, w)
+            _only(entry, {"name", "type", "recipients"}, w)
+            kind = _name(entry.get("type"), f"{w}.type")
+            recipients = entry.get("recipients")
+            if (not isinstance(recipients, list) or not recipients
+                    or not all(isinstance(r, str) and r for r in recipients)):
+                raise ConfigError(f"{w}.recipients must be a non-empty list of strings")
+            notifications.append(Notification(
+                name=_name(entry.get("name", kind), f"{w}.name"), type=kind, recipients=list(recipients),
+            ))
+        _unique([i.name for i in integrations], f"{where} integrations")
+        _unique([n.name for n in notifications], f"{where} notifications")
+        out[project_id] = Project(integrations=tuple(integrations), notifications=tuple(notifications))
+    return out
+
+
+def load_projects(path: str | Path | None) -> dict[str, Project]:
+    """Read the projects file (``.toml``, else JSON); no file configured means no integrations."""
+    if not path:
+        return {}
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{PROJECTS_FILE}={p}: cannot read ({exc.strerror})") from None
+    try:
+        raw = tomllib.loads(text.decode()) if p.suffix == ".toml" else json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        # The parser's message may quote a line of the file, which can hold a credential.
+        pos = getattr(exc, "lineno", None)
+        raise ConfigError(f"{PROJECTS_FILE}={p}: not valid {'TOML' if p.suffix == '.toml' else 'JSON'}"
+                          + (f" (line {pos})" if pos else "")) from None
+    return parse_projects(raw, str(p))

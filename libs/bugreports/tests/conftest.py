@@ -1,0 +1,112 @@
+"""Fixtures: a report store on SQLite (tmp_path) and on the local PostgreSQL, each in its own table."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from jobq_bugreports.store import ReportStore
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _drop_pg_table(table: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[str, str]]:
+    """(database URL, table name) for a throwaway store; the PostgreSQL table is dropped afterwards."""
+    table = f"test_reports_{uuid.uuid4().hex[:12]}"
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'reports.db'}", table
+        return
+    yield POSTGRES_URL, table
+    _drop_pg_table(table)
+
+
+@pytest.fixture
+def pg_table() -> Iterator[str]:
+    """A unique PostgreSQL table name, dropped afterwards."""
+    table = f"test_reports_{uuid.uuid4().hex[:12]}"
+    yield table
+    _drop_pg_table(table)
+
+
+@pytest.fixture
+def store(store_url: tuple[str, str]) -> Iterator[ReportStore]:
+    url, table = store_url
+    s = ReportStore(url, table=table)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request: pytest.FixtureRequest, tmp_path) -> Iterator[ReportStore]:
+    """A store on each backend, for the tests worth running against both."""
+    table = f"test_reports_{uuid.uuid4().hex[:12]}"
+    url = f"sqlite:///{tmp_path / 'reports.db'}" if request.param == "sqlite" else POSTGRES_URL
+    s = ReportStore(url, table=table)
+    try:
+        yield s
+    finally:
+        s.close()
+        if request.param == "postgres":
+            _drop_pg_table(table)
+
+
+def count_rows(store: ReportStore) -> int:
+    """Rows in the store's table, read behind the store's back (no API to list reports)."""
+    if store.url.startswith("sqlite"):
+        import sqlite3
+
+        from jobq_bugreports.sqlite_store import sqlite_path
+
+        with sqlite3.connect(sqlite_path(store.url)) as conn:
+            return conn.execute(f"SELECT count(*) FROM {store.table}").fetchone()[0]
+    import psycopg
+
+    with psycopg.connect(store.url) as conn:
+        return conn.execute(f"SELECT count(*) FROM {store.table}").fetchone()[0]
+
+
+@pytest.fixture
+def row_count():
+    return count_rows
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[httpx.Client]:
+    """Run ``app`` under a real uvicorn on 127.0.0.1 (port 0) in a thread; yield a client for it."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="intake-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise AssertionError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def served():
+    return serve
