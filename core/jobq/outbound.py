@@ -13,6 +13,7 @@ unless the caller asks for them.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import ipaddress
 import logging
 import os
@@ -410,9 +411,20 @@ class _AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.lru_cache(maxsize=16)
+def _shared_ssl_context(verify: str | bool, http2: bool) -> ssl.SSLContext:
+    # Loading the CA bundle costs ~8 ms of CPU per context; a client per job would pay it every time.
+    # Keyed on http2 too, because httpcore sets the ALPN list on the context for each connection.
+    return httpx.create_ssl_context(verify=verify, trust_env=False)
+
+
 def _pool_kwargs(verify: ssl.SSLContext | str | bool, cert: Any, http1: bool, http2: bool,
                  limits: httpx.Limits) -> dict[str, Any]:
-    return dict(ssl_context=httpx.create_ssl_context(verify=verify, cert=cert, trust_env=False),
+    if cert is None and isinstance(verify, str | bool):
+        ssl_context = _shared_ssl_context(verify, http2)
+    else:
+        ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=False)
+    return dict(ssl_context=ssl_context,
                 max_connections=limits.max_connections,
                 max_keepalive_connections=limits.max_keepalive_connections,
                 keepalive_expiry=limits.keepalive_expiry, http1=http1, http2=http2)

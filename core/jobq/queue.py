@@ -260,7 +260,10 @@ class _Ops:
         ids = yield ("ZRANGE", workers_key(p), 0, -1, "WITHSCORES")
         if not ids:
             return []
-        pairs = list(zip(ids[::2], ids[1::2], strict=True))
+        if isinstance(ids[0], list | tuple):  # some client versions pair members with scores already
+            pairs = [(w, b) for w, b in ids]
+        else:
+            pairs = list(zip(ids[::2], ids[1::2], strict=True))
         infos = yield _Pipe([("GET", worker_key(p, w.decode())) for w, _ in pairs])
         now = yield ("TIME",)
         now_s = int(now[0]) + int(now[1]) / 1e6

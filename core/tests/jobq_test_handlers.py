@@ -47,6 +47,8 @@ SPECS = {
     "sleepy": QueueSpec(name="sleepy", handler=sleepy, concurrency=4, retries=3, backoff=0.1),
     "poison": QueueSpec(name="poison", handler=poison, concurrency=2, retries=3, max_stalls=1),
     "cpu": QueueSpec(name="cpu", handler=cpu_burn, concurrency=2, execution="process"),
+    "poison1": QueueSpec(name="poison1", handler=poison, concurrency=1, retries=3, max_stalls=1),
+    "sleepy1": QueueSpec(name="sleepy1", handler=sleepy, concurrency=1, retries=3, backoff=0.1),
 }
 
 
