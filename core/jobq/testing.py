@@ -27,7 +27,7 @@ from .worker import Worker
 TERMINAL = ("completed", "failed")
 
 
-def test_redis_url() -> str:
+def redis_test_url() -> str:
     return os.environ.get("JOBQ_TEST_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
@@ -111,7 +111,7 @@ class Harness:
 
 def make_test_settings(tmp_path: Any = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
-        redis_url=test_redis_url(), prefix=f"jobqt-{uuid.uuid4().hex[:10]}", lease_seconds=5.0,
+        redis_url=redis_test_url(), prefix=f"jobqt-{uuid.uuid4().hex[:10]}", lease_seconds=5.0,
         stall_interval=1.0, shutdown_grace=5.0, socket_timeout=5.0,
     )
     if tmp_path is not None:

@@ -1,11 +1,11 @@
 import pytest
 import redis
-from jobq.testing import test_redis_url
+from jobq.testing import redis_test_url
 
 
 @pytest.fixture
 def rclient():
-    c = redis.Redis.from_url(test_redis_url())
+    c = redis.Redis.from_url(redis_test_url())
     yield c
     c.close()
 
