@@ -164,7 +164,7 @@ class QueueRunner:
         """Block on the marker list while the pump has nothing to do; kick it on a wake-up hint."""
         conn = self.w.blocking
         backoff = 0.1
-        while True:
+        while not self.w._closed:
             await self.want_marker.wait()
             if self.w.stopping:
                 return
@@ -433,6 +433,19 @@ def _call_sync(spec: QueueSpec, ctx: JobContext) -> Any:
     return spec.handler(ctx)
 
 
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel and await ``tasks``. A cancellation can be swallowed inside a library (an
+    ``asyncio.timeout`` firing at the same moment, CPython < 3.12), so cancel twice, with bounds;
+    the loops also check ``Worker._closed``."""
+    for t in tasks:
+        t.cancel()
+    _done, pending = await asyncio.wait(tasks, timeout=3) if tasks else (set(), set())
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=3)
+
+
 async def _quiet(coro: Any) -> None:
     try:
         await coro
@@ -469,6 +482,7 @@ class Worker:
         self.block_timeout = block_timeout
         self.presence_interval = presence_interval
         self.stopping = False
+        self._closed = False
         self.started_at = time.time()
         self._stop_event: asyncio.Event | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -540,9 +554,8 @@ class Worker:
             await self._drain(pumps)
         finally:
             self.ready = False
-            for t in background + pumps:
-                t.cancel()
-            await asyncio.gather(*background, *pumps, return_exceptions=True)
+            self._closed = True
+            await _cancel_all(background + pumps)
             await self._withdraw()
             for r in self.runners:
                 r.close()
@@ -613,7 +626,7 @@ class Worker:
             pass
 
     async def _presence(self) -> None:
-        while True:
+        while not self._closed:
             await asyncio.sleep(self.presence_interval)
             try:
                 await self._announce()
@@ -632,12 +645,12 @@ class Worker:
 
     async def _heartbeats(self) -> None:
         interval = max(self.settings.lease_seconds / 3, 0.05)
-        while True:
+        while not self._closed:
             await asyncio.sleep(interval)
             await asyncio.gather(*(r.heartbeat() for r in self.runners))
 
     async def _reaper(self) -> None:
-        while True:
+        while not self._closed:
             await asyncio.sleep(self.settings.stall_interval)
             for r in self.runners:
                 await r.reap()

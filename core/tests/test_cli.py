@@ -7,12 +7,11 @@ import subprocess
 import httpx
 import pytest
 from click.testing import CliRunner
-from prometheus_client.parser import text_string_to_metric_families
-
 from jobq import JobFailed, QueueSpec, hookimpl
 from jobq.cli import Ctx, cli
 from jobq.plugins import PluginHost
 from jobq.testing import wait_until
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def work(job):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from jobq.testing import delete_prefix, redis_test_url, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
