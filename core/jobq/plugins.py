@@ -59,7 +59,7 @@ class PluginHost:
                 continue
             self._load_entry_point(ep)
         for obj in extra or ():
-            name = getattr(obj, "__name__", repr(obj))
+            name = getattr(obj, "__name__", None) or type(obj).__name__.lower()
             self.pm.register(obj, name=name)
             self.plugins[name] = PluginInfo(name=name, module=name)
             self._collect_queues(name, obj)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-import uuid
+import os
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from .spec import QUEUE_NAME, QueueSpec
 T = TypeVar("T")
 Op = Generator[Any, Any, T]
 _OPTION_NAMES = ("retries", "backoff", "timeout", "delay", "priority", "name")
+_NO_OPTIONS = JobOptions()
 
 
 @attrs.frozen
@@ -60,15 +61,20 @@ def make_client(settings: Settings, *, asyncio: bool = False, socket_timeout: fl
     )
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def _dumps(value: Any, what: str) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidPayload(f"{what} is not JSON-serialisable: {exc}") from None
 
 
 def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Check enqueue options; return those to store (``delay`` and ``priority`` are kept apart)."""
+    if not options:
+        return {}
     unknown = set(options) - set(_OPTION_NAMES)
     if unknown:
         raise InvalidOptions(f"unknown option(s): {', '.join(sorted(unknown))}; known: {', '.join(_OPTION_NAMES)}")
@@ -92,6 +98,8 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     name = options.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 200):
         raise InvalidOptions("option name must be a string of at most 200 characters")
+    if name:
+        out["name"] = name
     return out
 
 
@@ -120,7 +128,7 @@ class _Ops:
     # -- enqueue -------------------------------------------------------------------------
     def _prepare(self, queue: str, job_id: str | None, data: Any, options: Mapping[str, Any]) -> list[Any]:
         if job_id is None:
-            job_id = uuid.uuid4().hex
+            job_id = os.urandom(16).hex()
         elif not isinstance(job_id, str) or not JOB_ID.match(job_id):
             raise InvalidOptions(f"job id {job_id!r} must match {JOB_ID.pattern}")
         opts = validate_options(options)
@@ -144,9 +152,9 @@ class _Ops:
             raw, blob = "", raw
         delay_ms = int(opts.pop("delay", 0) * 1000)
         priority = opts.pop("priority", 0)
-        name = options.get("name") or ""
-        opts.pop("name", None)
-        return [job_id, name, raw, secrets, _dumps(opts, "options") if opts else "", delay_ms, priority, ref, blob]
+        name = opts.pop("name", None) or ""
+        return [job_id, name, raw, secrets, _dumps(opts, "options") if opts else "", delay_ms, priority, ref, blob,
+                data, opts]
 
     def add_jobs(self, queue: str, jobs: Iterable[tuple[str | None, Any] | tuple[str | None, Any, Mapping[str, Any]]],
                  ) -> Op[list[Job]]:
@@ -182,9 +190,9 @@ class _Ops:
             if p[0] in found:
                 out.append(found[p[0]])
                 continue
-            opts = json.loads(p[4]) if p[4] else {}
-            out.append(Job(id=p[0], queue=queue, name=p[1], data=json.loads(p[2]) if p[2] else None,
-                           options=JobOptions(delay=p[5] / 1000, priority=p[6], **opts),
+            out.append(Job(id=p[0], queue=queue, name=p[1], data=p[9],
+                           options=JobOptions(delay=p[5] / 1000, priority=p[6], **p[10]) if p[10] or p[5] or p[6]
+                           else _NO_OPTIONS,
                            state="delayed" if p[5] > 0 else "waiting", created_at=now,
                            payload_ref=p[7] or None))
         return out

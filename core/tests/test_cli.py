@@ -138,3 +138,33 @@ def test_metrics_endpoint(jobq_harness, tmp_path):
         (tmp_path / "metrics.txt").write_text(text)
     finally:
         server.shutdown()
+
+
+def test_select_specs_env_and_flags(monkeypatch):
+    from jobq.cli import select_specs
+
+    class Two:
+        @hookimpl
+        def jobq_queues(self):
+            return [QueueSpec(name="qa", handler=work, concurrency=2), QueueSpec(name="qb", handler=work)]
+
+    host = PluginHost(group="jobq.none").load(extra=[Two()])
+    name = next(iter(host.plugins))
+    key = name.upper()
+    assert [s.name for s in select_specs(host, (), ())] == ["qa", "qb"]
+    monkeypatch.setenv("WORKER_TYPES", "qb")
+    assert [s.name for s in select_specs(host, (), ())] == ["qb"]
+    assert [s.name for s in select_specs(host, ("qa",), ())] == ["qa"]  # flags override the environment
+    monkeypatch.delenv("WORKER_TYPES")
+    monkeypatch.setenv(f"WORKER_{key}_CONCURRENCY", "7")
+    assert {s.name: s.concurrency for s in select_specs(host, (), ())} == {"qa": 7, "qb": 7}
+    assert {s.name: s.concurrency for s in select_specs(host, (), ("qa=3",))}["qa"] == 3
+    monkeypatch.setenv(f"WORKER_{key}_ENABLED", "false")
+    assert select_specs(host, (), ()) == []
+
+
+def test_stuck_fetch_loop_reports_unhealthy(jobq_harness):
+    w = jobq_harness.start(SPEC)
+    assert w.health()["healthy"] is True
+    w.runners[0].last_tick -= 3600  # as if the pump had been stuck for an hour
+    assert w.health()["healthy"] is False

@@ -192,3 +192,8 @@ def test_keys_share_one_cluster_slot(jobq_settings):
     slots = {key_slot(getattr(k, n).encode()) for n in QUEUE_KEYS} | {key_slot(k.job("abc").encode())}
     assert len(slots) == 1
     assert key_slot(QueueKeys("jobq", "replays").wait.encode()) != slots.pop()
+
+
+def test_job_name_is_kept(qm):
+    job = qm.add_job("plain", "named", {}, name="resize")
+    assert job.name == "resize" and qm.get_job("plain", "named").name == "resize"

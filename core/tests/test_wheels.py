@@ -69,9 +69,20 @@ def test_installed_plugin_is_listed_and_runs(venv, prefix_env):
         assert sorted(s["result"]["n"] for s in states) == [0, 1, 2, 3, 4]
         assert {s["result"]["pid"] for s in states} == {run.pid}
         assert jobq(env_dir, "health", env=prefix_env).returncode == 0
+        code = ("from jobq import QueueManager; from jobq.plugins import load_plugins; "
+                "m = QueueManager(specs=load_plugins().specs.values()); "
+                "print(' '.join(j.id for j in m.add_jobs('chaos', [(None, {'sleep': 2.0}) for _ in range(6)])))")
+        slow = subprocess.run([str(env_dir / "bin" / "python"), "-c", code], env=prefix_env, capture_output=True,
+                              text=True, check=True).stdout.split()
+        wait_until(lambda: json.loads(jobq(env_dir, "stats", "--json", env=prefix_env).stdout)["queues"]["chaos"]
+                   ["active"] > 0, 10, 0.05, "slow jobs active")
     finally:
         run.send_signal(signal.SIGTERM)
         assert run.wait(20) == 0
+    # SIGTERM with jobs active lost none: the active ones finished, the rest still wait for a worker
+    states = [json.loads(jobq(env_dir, "job", "chaos", i, "--json", env=prefix_env).stdout)["state"] for i in slow]
+    assert set(states) <= {"completed", "waiting"} and states.count("completed") >= 1
+    assert json.loads(jobq(env_dir, "stats", "--json", env=prefix_env).stdout)["queues"]["chaos"]["active"] == 0
 
 
 @pytest.mark.slow
