@@ -65,8 +65,9 @@ class Storage:
             safe_part(p)
         return f"{self.root}/{key}"
 
-    def put(self, key: str, data: bytes) -> str:
-        """Write ``data`` at ``key`` atomically; returns the key."""
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> str:
+        """Write ``data`` at ``key`` atomically; returns the key. ``content_type`` is kept by object
+        stores (S3 ``ContentType``) and ignored on a local folder."""
         path = self._path(key)
         if self.local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -74,11 +75,13 @@ class Storage:
             with open(tmp, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
+        elif content_type:
+            self.fs.pipe_file(path, data, ContentType=content_type)
         else:
             self.fs.pipe_file(path, data)
         return key
 
-    def put_file(self, key: str, local_path: str) -> str:
+    def put_file(self, key: str, local_path: str, content_type: str | None = None) -> str:
         """Upload a local file at ``key`` atomically (streamed, not read into memory)."""
         path = self._path(key)
         if self.local:
@@ -88,6 +91,8 @@ class Storage:
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
             os.replace(tmp, path)
+        elif content_type:
+            self.fs.put_file(local_path, path, ContentType=content_type)
         else:
             self.fs.put_file(local_path, path)
         return key

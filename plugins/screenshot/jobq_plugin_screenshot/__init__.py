@@ -1,0 +1,16 @@
+"""jobq plugin: the ``screenshots`` queue (browser screenshot → optimized image + thumbnail)."""
+
+from jobq import QueueSpec, hookimpl
+
+from .capture import ScreenshotJob, process_screenshot
+
+__all__ = ["ScreenshotJob", "jobq_queues", "process_screenshot"]
+
+
+@hookimpl
+def jobq_queues() -> list[QueueSpec]:
+    # execution="process": Pillow decode/resize/encode holds the GIL for tens of milliseconds at a
+    # time; in a child process it cannot starve the worker's heartbeats, and a timeout kills it.
+    return [QueueSpec(name="screenshots", handler=process_screenshot, payload=ScreenshotJob,
+                      concurrency=5, retries=3, timeout=120, execution="process",
+                      description="Browser screenshots: optimized image (max 2048 px) and 320x240 thumbnail")]
