@@ -12,7 +12,8 @@ class JobContext:
     """One attempt of one job, as its handler sees it.
 
     ``job.id``, ``job.queue``, ``job.name``, ``job.data`` (an instance of the queue's payload
-    class, else the decoded JSON), ``job.attempt`` (1 for the first start), ``job.progress(...)``.
+    class, else the decoded JSON), ``job.attempt`` (1 for the first start), ``job.progress(...)``,
+    ``job.settings`` (the worker's :class:`jobq.Settings`: its Redis URL, key prefix, storage).
     """
 
     __slots__ = (
@@ -26,6 +27,7 @@ class JobContext:
         "id",
         "name",
         "queue",
+        "settings",
         "token",
     )
 
@@ -33,8 +35,9 @@ class JobContext:
                  token: str, raw: bytes | str | None = None, data: Any = None,
                  loader: Callable[[Any], Any] | None = None,
                  opener: Callable[[], IO[bytes]] | None = None,
-                 progress: Callable[[Any], None] | None = None) -> None:
+                 progress: Callable[[Any], None] | None = None, settings: Any = None) -> None:
         self.id = id
+        self.settings = settings
         self.queue = queue
         self.name = name
         self.attempt = attempt

@@ -64,6 +64,18 @@ def jobq_worker_stopping(worker_id: str, queues: list[str]) -> None:
 
 
 @hookspec
+def jobq_worker_stopped(worker_id: str, queues: list[str]) -> None:
+    """A worker process finished draining: no job of this process runs any more. Close pooled
+    clients here; it is called on the worker's event loop thread, before its loop closes.
+
+    :param worker_id: the worker's id.
+    :param queues: the queue names it served.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
 def jobq_job_started(queue: str, job_id: str, attempt: int, wait: float) -> None:
     """A worker claimed a job and is about to run its handler.
 

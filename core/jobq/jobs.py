@@ -6,7 +6,6 @@ import json
 from typing import Any, Literal
 
 import attrs
-import cattrs.preconf.json
 
 JobState = Literal["waiting", "delayed", "active", "completed", "failed", "paused"]
 STATES: tuple[str, ...] = ("waiting", "delayed", "active", "completed", "failed", "paused")
@@ -96,9 +95,8 @@ def _sec(ms: str | None) -> float | None:
     return int(ms) / 1000 if ms else None
 
 
-_json = cattrs.preconf.json.make_converter(omit_if_default=False)
-
-
 def job_to_dict(job: Job) -> dict[str, Any]:
     """A JSON-ready dict of a job (``jobq job --json``, the API)."""
-    return _json.unstructure(job)
+    import cattrs.preconf.json
+
+    return cattrs.preconf.json.make_converter(omit_if_default=False).unstructure(job)

@@ -145,6 +145,9 @@ class PluginHost:
     def worker_stopping(self, *, worker_id: str, queues: list[str]) -> None:
         self._observe("jobq_worker_stopping", worker_id=worker_id, queues=queues)
 
+    def worker_stopped(self, *, worker_id: str, queues: list[str]) -> None:
+        self._observe("jobq_worker_stopped", worker_id=worker_id, queues=queues)
+
     def job_started(self, *, queue: str, job_id: str, attempt: int, wait: float) -> None:
         if self._observers.get("jobq_job_started"):
             self._observe("jobq_job_started", queue=queue, job_id=job_id, attempt=attempt, wait=wait)

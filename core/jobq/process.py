@@ -65,7 +65,7 @@ def child_run(handler: Any, state: dict[str, Any]) -> tuple[str, Any]:
     ctx = JobContext(id=state["id"], queue=state["queue"], name=state["name"], attempt=state["attempt"],
                      created_at=state["created_at"], token=state["token"], raw=state["raw"],
                      loader=load if (payload is not None or secrets) else None, opener=opener,
-                     progress=progress)
+                     progress=progress, settings=settings)
     try:
         if payload is not None and not state["lazy"]:
             ctx.data  # noqa: B018  (validate before the handler runs)

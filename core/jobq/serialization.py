@@ -1,17 +1,17 @@
 """The one cattrs converter for payloads: camelCase JSON on the wire, snake_case attrs fields.
 
 Unknown keys are refused, and every structuring error becomes :class:`InvalidPayload` whose
-message names the field by its wire name (``data.bugReportId: ...``).
+message names the field by its wire name (``data.bugReportId: ...``). cattrs is imported on first
+use, so a worker whose queues have no payload class never loads it (idle RSS).
 """
 
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .errors import InvalidPayload
 
@@ -25,7 +25,12 @@ def _snake_to_camel_in(text: str) -> str:
     return re.sub(r"'([a-z][a-z0-9]*(?:_[a-z0-9]+)+)'", lambda m: f"'{camel(m.group(1))}'", text)
 
 
-def _make_converter() -> cattrs.Converter:
+@cache
+def get_converter() -> Any:
+    """The payload converter (built once)."""
+    import cattrs
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
     conv = cattrs.Converter(forbid_extra_keys=True)
 
     def structure_factory(cl: type) -> Any:
@@ -41,10 +46,15 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-converter = _make_converter()
+def __getattr__(name: str) -> Any:
+    if name == "converter":
+        return get_converter()
+    raise AttributeError(name)
 
 
 def _format(exc: BaseException, type_: Any) -> str:
+    import cattrs
+
     if isinstance(exc, ValueError | TypeError) and str(exc) and not isinstance(exc, cattrs.BaseValidationError):
         if "extra fields" in str(exc):
             return cattrs.v.format_exception(exc, type_)
@@ -60,19 +70,39 @@ def _camel_path(message: str) -> str:
     return f"{text} @ " + ".".join(camel(p) if not p.startswith("[") else p for p in path.split("."))
 
 
+def _first_code(exc: BaseException) -> str | None:
+    """The reason code a validator attached to its error (``ERR_UNSUPPORTED_MIME``...), if any."""
+    import cattrs
+
+    code = getattr(exc, "code", None)
+    if isinstance(code, str) and code.startswith("ERR_") and not isinstance(exc, cattrs.BaseValidationError):
+        return code
+    for sub in getattr(exc, "exceptions", ()):
+        found = _first_code(sub)
+        if found:
+            return found
+    return None
+
+
 def structure_payload(data: Any, cls: type) -> Any:
     """Structure wire JSON into ``cls``; raise :class:`InvalidPayload` naming each bad field."""
     if attrs.has(cls) and not isinstance(data, dict):
         raise InvalidPayload(f"invalid payload: expected a JSON object, got {type(data).__name__}")
+    import cattrs
+
     try:
-        return converter.structure(data, cls)
+        return get_converter().structure(data, cls)
     except cattrs.BaseValidationError as exc:
         errors = [_camel_path(m) for m in cattrs.transform_error(exc, path="data", format_exception=_format)]
-        raise InvalidPayload("invalid payload: " + "; ".join(errors), errors) from None
+        err = InvalidPayload("invalid payload: " + "; ".join(errors), errors)
+        code = _first_code(exc)
+        if code:
+            err.code = code
+        raise err from None
     except (ValueError, TypeError) as exc:
         msg = _snake_to_camel_in(str(exc))
         raise InvalidPayload(f"invalid payload: {msg}", [msg]) from None
 
 
 def unstructure_payload(obj: Any) -> Any:
-    return converter.unstructure(obj)
+    return get_converter().unstructure(obj)

@@ -195,7 +195,7 @@ class QueueRunner:
             opener = lambda: storage.open(key)  # noqa: E731
         ctx = JobContext(id=job_id, queue=spec.name, name=name.decode(), attempt=attempt,
                          created_at=int(created) / 1000, token=token, raw=raw or None, loader=loader,
-                         opener=opener, progress=None)
+                         opener=opener, progress=None, settings=self.w.settings)
         active = _Active(job_id, token, attempt, ctx, secret_values(secrets) if secrets else [])
         ctx._progress = lambda value, a=active: self._progress(a, value)
         opts = json.loads(opts_raw) if opts_raw else None
@@ -552,6 +552,8 @@ class Worker:
                 if p.done() and p.exception():
                     log.error("queue pump crashed", exc_info=p.exception())
             await self._drain(pumps)
+            if self.hooks is not None:
+                self.hooks.worker_stopped(worker_id=self.id, queues=[x.name for x in self.specs])
         finally:
             self.ready = False
             self._closed = True

@@ -22,6 +22,7 @@ async def double(job):
 
 
 def sync_double(job):
+    assert job.settings is not None and job.settings.prefix.startswith("jobqt-")
     job.progress(50)
     return {"x": job.data["n"] * 2, "thread": threading.current_thread().name}
 
@@ -290,6 +291,10 @@ class Recorder:
     def jobq_worker_stopping(self, worker_id):
         self.calls.append(("worker_stopping",))
 
+    @hookimpl
+    def jobq_worker_stopped(self, queues):
+        self.calls.append(("worker_stopped", tuple(queues)))
+
 
 def fail_first(job):
     if job.attempt == 1:
@@ -307,7 +312,8 @@ def test_lifecycle_hooks_in_order(jobq_harness):
     jobq_harness.wait("hk", "j")
     jobq_harness.stop(w)
     assert rec.calls == [("worker_started", ("hk",)), ("started", "j", 1), ("failed", "j", "ERR_ONCE", True),
-                         ("started", "j", 2), ("completed", "j", "ok"), ("worker_stopping",)]
+                         ("started", "j", 2), ("completed", "j", "ok"), ("worker_stopping",),
+                         ("worker_stopped", ("hk",))]
 
 
 def test_graceful_stop_finishes_short_jobs_and_hands_back_long_ones(jobq_settings):

@@ -1,0 +1,34 @@
+"""jobq plugin: the ``integrations`` queue, syncing bug reports to issue trackers and chat.
+
+Platforms are found on the ``jobq.integrations`` entry-point group; see :mod:`.platform`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from jobq import QueueSpec, hookimpl
+
+from .payload import IntegrationJob
+from .pipeline import sync_issue
+from .platform import ExternalIssue, Platform, Report, Sync
+
+if TYPE_CHECKING:
+    import click
+
+__version__ = "0.1.0"
+__all__ = ["ExternalIssue", "IntegrationJob", "Platform", "Report", "Sync", "jobq_cli_commands", "jobq_queues"]
+
+
+@hookimpl
+def jobq_queues() -> list[QueueSpec]:
+    return [QueueSpec(name="integrations", handler=sync_issue, payload=IntegrationJob, concurrency=10,
+                      retries=3, timeout=120, execution="async", secret_fields=("credentials",),
+                      description="Create or update a bug report's issue on Jira, GitHub, Linear, Slack...")]
+
+
+@hookimpl
+def jobq_cli_commands(cli: click.Group) -> None:
+    from .cli import integrations
+
+    cli.add_command(integrations)

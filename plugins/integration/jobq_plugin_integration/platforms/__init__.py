@@ -1,0 +1,1 @@
+"""The four platforms shipped with the plugin, each registered on ``jobq.integrations``."""
