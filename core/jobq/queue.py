@@ -142,10 +142,11 @@ class _Ops:
                 secrets = _dumps(hidden, "secret fields")
                 data = {**data, **{k: REDACTED for k in hidden}}
         raw = _dumps(data, "job data")
-        if len(raw) > self.settings.max_payload_bytes:
-            raise PayloadTooLarge(
-                f"job data is {len(raw)} bytes, over JOBQ_MAX_PAYLOAD_BYTES={self.settings.max_payload_bytes}"
-            )
+        limit = self.settings.max_payload_bytes
+        if spec is not None and spec.max_payload_bytes is not None:
+            limit = min(limit, spec.max_payload_bytes)
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"job data is {len(raw)} bytes, over the {queue} queue's limit of {limit} bytes")
         ref, blob = "", None
         if len(raw) > self.settings.claim_check_bytes:
             ref = f"_payloads/{queue}/{job_id}.json"

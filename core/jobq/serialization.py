@@ -25,6 +25,21 @@ def _snake_to_camel_in(text: str) -> str:
     return re.sub(r"'([a-z][a-z0-9]*(?:_[a-z0-9]+)+)'", lambda m: f"'{camel(m.group(1))}'", text)
 
 
+def _strict(kind: type) -> Any:
+    """JSON scalars are taken as they are: ``7`` is not a string, ``"7"`` not a number, ``1`` not a bool."""
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+    def check(value: Any, _type: Any) -> Any:
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            raise TypeError(f"expected {names[kind]}, got {type(value).__name__}")
+        return value
+
+    return check
+
+
 @cache
 def get_converter() -> Any:
     """The payload converter (built once)."""
@@ -32,6 +47,8 @@ def get_converter() -> Any:
     from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
     conv = cattrs.Converter(forbid_extra_keys=True)
+    for kind in (str, int, float, bool):
+        conv.register_structure_hook(kind, _strict(kind))
 
     def structure_factory(cl: type) -> Any:
         renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cl)}

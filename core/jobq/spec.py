@@ -40,6 +40,7 @@ class QueueSpec:
         from Redis when the job ends, redacted in every record, log and event.
     :param lazy_payload: skip structuring before the handler; the handler reads the raw
         payload as a stream with ``job.open_payload()`` (large replays).
+    :param max_payload_bytes: refuse larger payloads at enqueue (default: ``JOBQ_MAX_PAYLOAD_BYTES``).
     """
 
     name: str = attrs.field(validator=_check_name)
@@ -54,4 +55,5 @@ class QueueSpec:
     max_deferrals: int = attrs.field(default=25, validator=attrs.validators.ge(0))
     secret_fields: tuple[str, ...] = ()
     lazy_payload: bool = False
+    max_payload_bytes: int | None = None
     description: str = ""

@@ -197,3 +197,20 @@ def test_keys_share_one_cluster_slot(jobq_settings):
 def test_job_name_is_kept(qm):
     job = qm.add_job("plain", "named", {}, name="resize")
     assert job.name == "resize" and qm.get_job("plain", "named").name == "resize"
+
+
+def test_payload_scalars_are_strict(qm):
+    with pytest.raises(InvalidPayload, match=r"expected a string, got int @ data\.bugReportId"):
+        qm.add_job("shots", None, {"bugReportId": 7, "size": 1})
+    with pytest.raises(InvalidPayload, match="expected an integer"):
+        qm.add_job("shots", None, {"bugReportId": "a", "size": "1"})
+    with pytest.raises(InvalidPayload, match="expected an integer"):
+        qm.add_job("shots", None, {"bugReportId": "a", "size": True})
+
+
+def test_queue_payload_limit(jobq_settings):
+    spec = QueueSpec(name="small", handler=noop, max_payload_bytes=50)
+    qm = QueueManager(jobq_settings, [spec])
+    with pytest.raises(PayloadTooLarge, match="small"):
+        qm.add_job("small", None, {"x": "y" * 100})
+    assert qm.add_job("small", None, {"x": 1}).state == "waiting"
