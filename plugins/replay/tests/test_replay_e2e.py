@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 import redis
-from jobq import InvalidPayload
+from jobq import InvalidPayload, PayloadTooLarge, QueueManager
 from jobq.plugins import PluginHost
-from jobq.queue import QueueManager
 from jobq.testing import Harness, delete_prefix, make_test_settings
 from jobq_bugreports.store import ReportStore
 from jobq_plugin_replay.playback import iter_events, load_manifest
@@ -57,11 +56,15 @@ def test_replays_end_to_end(harness: Harness, env: dict[str, Any], corpus: Path)
     small = synthetic_events(40)
     too_big = synthetic_events(5000, snapshot_every=50, snapshot_nodes=150)
     m = harness.manager
+    with pytest.raises(PayloadTooLarge, match="replays"):  # a producer with the plugin refuses at enqueue
+        m.add_job("replays", "replay-too-big", data("too-big", too_big))
+    bare = QueueManager(harness.settings, strict=False)  # a producer without it: the worker refuses
     jobs = {
         "real": m.add_job("replays", "replay-real", data("real", recorded)),
         "small": m.add_job("replays", "replay-small", data("small", small)),
-        "too-big": m.add_job("replays", "replay-too-big", data("too-big", too_big)),
+        "too-big": bare.add_job("replays", "replay-too-big", data("too-big", too_big)),
     }
+    bare.shutdown()
     assert jobs["real"].payload_ref and not jobs["small"].payload_ref  # claim-checked vs inline
 
     done = {name: harness.wait("replays", job.id, timeout=60) for name, job in jobs.items()}
