@@ -120,6 +120,41 @@ def make_test_settings(tmp_path: Any = None, **overrides: Any) -> Settings:
     return Settings.from_env(**values)
 
 
+class S3Server:
+    """A moto S3 server on loopback (``jobq_s3``); s3fs and boto3 find it through ``AWS_ENDPOINT_URL``."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+    def make_bucket(self, name: str) -> str:
+        """Create bucket ``name``; returns its ``s3://`` URL (a value for ``STORAGE_URL``)."""
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket=name)
+        return f"s3://{name}"
+
+
+@pytest.fixture
+def jobq_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    s3fs.S3FileSystem.clear_instance_cache()  # fsspec caches filesystems; a cached one knows an old endpoint
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    try:
+        yield S3Server(endpoint)
+    finally:
+        server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
 @pytest.fixture
 def jobq_settings(tmp_path: Any) -> Iterator[Settings]:
     settings = make_test_settings(tmp_path)

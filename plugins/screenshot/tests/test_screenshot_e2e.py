@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -103,24 +102,9 @@ def test_bad_payloads_never_reach_redis(jobq_settings) -> None:
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A moto S3 server on loopback; s3fs and boto3 find it through ``AWS_ENDPOINT_URL``."""
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("s3fs")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    boto3.client("s3").create_bucket(Bucket="shots")
-    try:
-        yield endpoint
-    finally:
-        server.stop()
+def s3(jobq_s3) -> str:
+    jobq_s3.make_bucket("shots")
+    return jobq_s3.endpoint
 
 
 def test_screenshot_job_against_s3(jobq_harness, env, s3: str, monkeypatch, tools) -> None:
