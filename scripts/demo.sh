@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: install everything, make sure Redis answers, and process real jobs end to end.
+# The main job: install everything, then process a real bug report end to end (demo/run_demo.py):
+# `jobq run` and `jobq api` on the Redis at REDIS_URL (or one the demo starts for itself), a real
+# screenshot and rrweb replay posted, each job followed to `completed` and its files checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-./scripts/redis.sh
-exec .venv/bin/jobq bench -n 20000
+exec .venv/bin/python demo/run_demo.py "$@"

@@ -105,6 +105,8 @@ def select_specs(host: PluginHost, queues: tuple[str, ...], concurrency: tuple[s
             continue
         enabled_plugins.append(plugin)
         env_conc = os.environ.get(f"WORKER_{key}_CONCURRENCY")
+        if env_conc and (not env_conc.strip().isdigit() or int(env_conc) < 1):
+            raise click.ClickException(f"WORKER_{key}_CONCURRENCY={env_conc!r} must be a whole number of 1 or more")
         for q in info.queues:
             if wanted and q not in wanted:
                 continue

@@ -36,6 +36,12 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number") from exc
 
 
+def _hide_password(url: str) -> str:
+    from .redaction import redact
+
+    return repr(redact(url))
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     """Everything the engine reads from the environment.
@@ -46,7 +52,7 @@ class Settings:
         carries a reference (the handler sees the data as usual).
     """
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = attrs.field(default="redis://127.0.0.1:6379/0", repr=lambda url: _hide_password(url))
     prefix: str = "jobq"
     lease_seconds: float = 30.0
     stall_interval: float = 5.0

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .hookspecs import hookimpl
 
@@ -67,25 +67,30 @@ class RedisCollector:
                                  "Last heartbeat of each known worker", labels=["worker"])
         local = GaugeMetricFamily("jobq_worker_active_jobs", "Jobs running in this process",
                                   labels=["queue"])
+        stalled = CounterMetricFamily("jobq_jobs_stalled", "Leases expired and jobs taken back, all workers "
+                                      "(from Redis)", labels=["queue"])
         with self.lock:
             try:
                 stats = self.manager.get_queue_stats()
                 workers = self.manager.list_workers()
+                counters = {q: self.manager.get_counters(q) for q in stats}
                 up.add_metric([], 1)
             except Exception as exc:
                 log.warning("metrics scrape could not read Redis: %s", type(exc).__name__)
-                stats, workers = {}, []
+                stats, workers, counters = {}, [], {}
                 up.add_metric([], 0)
         for queue, m in stats.items():
             for state, n in m.items():
                 depth.add_metric([queue, state], n)
+        for queue, c in counters.items():
+            stalled.add_metric([queue], c.get("stalled", 0))
         alive.add_metric([], sum(1 for w in workers if w["alive"]))
         for w in workers:
             beat.add_metric([w["id"]], w["last_heartbeat"])
         if self.worker is not None:
             for r in self.worker.runners:
                 local.add_metric([r.spec.name], len(r.inflight))
-        yield from (depth, up, alive, beat, local)
+        yield from (depth, up, alive, beat, local, stalled)
 
 
 _collector: RedisCollector | None = None

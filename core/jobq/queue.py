@@ -149,7 +149,7 @@ class _Ops:
             raise PayloadTooLarge(f"job data is {len(raw)} bytes, over the {queue} queue's limit of {limit} bytes")
         ref, blob = "", None
         if len(raw) > self.settings.claim_check_bytes:
-            ref = f"_payloads/{queue}/{job_id}.json"
+            ref = f"_payloads/{queue}/{job_id}-{os.urandom(4).hex()}.json"  # never overwrites a live job's
             raw, blob = "", raw
         delay_ms = int(opts.pop("delay", 0) * 1000)
         priority = opts.pop("priority", 0)
@@ -182,6 +182,9 @@ class _Ops:
                                         *(k.job(i) for i in ids)], args)
         now = res[0] / 1000
         existing = [i for i, state in zip(ids, res[1:], strict=True) if state]
+        orphans = [p[7] for p in prepared if p[7] and p[0] in set(existing)]
+        if orphans:  # the id existed: the job keeps its own payload, this upload is not needed
+            yield _Blocking(lambda: [self.storage.delete(key) for key in orphans])
         found: dict[str, Job] = {}
         if existing:
             rows = yield _Pipe([("HGETALL", k.job(i)) for i in existing])

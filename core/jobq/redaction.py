@@ -8,7 +8,7 @@ from typing import Any
 
 from .jobs import REDACTED
 
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 _AUTH_HEADER = re.compile(r"(?i)\b(authorization|x-api-key|api[-_]?key|token|password|secret)(['\"]?\s*[:=]\s*['\"]?)"
                           r"(bearer\s+|basic\s+|token\s+)?[^\s'\",}]+")
 

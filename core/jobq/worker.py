@@ -65,6 +65,10 @@ def _resolve_execution(spec: QueueSpec) -> str:
     return "async" if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call) else "thread"
 
 
+def _warm_up(handler: Any) -> None:
+    """Runs once per pool process at start: unpickling ``handler`` imports its module."""
+
+
 def _run_in_child(handler: Any, state: dict[str, Any]) -> tuple[str, Any]:
     """Runs in a pool process: rebuild the context, call the handler, return a picklable outcome."""
     from .process import child_run
@@ -103,6 +107,8 @@ class QueueRunner:
 
             self.procs = pebble.ProcessPool(max_workers=self.concurrency, max_tasks=200, initializer=child_init,
                                             context=multiprocessing.get_context("spawn"))
+            for _ in range(self.concurrency):  # spawn and import now, not when the first jobs arrive
+                self.procs.schedule(_warm_up, args=(spec.handler,))
         self._fetch_keys = self.keys.fetch_keys()
 
     # -- the pump ------------------------------------------------------------------------

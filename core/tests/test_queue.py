@@ -123,10 +123,10 @@ def test_large_payload_goes_to_storage(jobq_settings, rclient):
     data = {"blob": "z" * 5000}
     job = qm.add_job("plain", "big", data)
     raw = rclient.hget(f"{settings.prefix}:{{plain}}:job:big", "data")
-    assert raw == b"" and job.payload_ref == "_payloads/plain/big.json"
+    assert raw == b"" and job.payload_ref.startswith("_payloads/plain/big-")
     assert Storage.from_settings(settings).exists(job.payload_ref)
     assert qm.remove_job("plain", "big")
-    assert rclient.lrange(f"{settings.prefix}:{{plain}}:gc", 0, -1) == [b"_payloads/plain/big.json"]
+    assert rclient.lrange(f"{settings.prefix}:{{plain}}:gc", 0, -1) == [job.payload_ref.encode()]
 
 
 def test_pause_resume_and_metrics(qm):
@@ -214,3 +214,21 @@ def test_queue_payload_limit(jobq_settings):
     with pytest.raises(PayloadTooLarge, match="small"):
         qm.add_job("small", None, {"x": "y" * 100})
     assert qm.add_job("small", None, {"x": 1}).state == "waiting"
+
+
+def test_settings_repr_hides_redis_password():
+    from jobq import Settings
+
+    text = repr(Settings(redis_url="redis://app:hunter22@db:6379/0")) + repr(Settings(redis_url="redis://:pw42@h/0"))
+    assert "hunter22" not in text and "pw42" not in text and "db:6379" in text
+
+
+def test_duplicate_id_with_large_payload_keeps_the_original(jobq_settings):
+    settings = attrs.evolve(jobq_settings, claim_check_bytes=100)
+    qm = QueueManager(settings, [PLAIN])
+    first = qm.add_job("plain", "same", {"v": "a" * 500})
+    again = qm.add_job("plain", "same", {"v": "b" * 500})
+    assert again.payload_ref == first.payload_ref
+    storage = Storage.from_settings(settings)
+    assert storage.get(first.payload_ref) == b'{"v":"' + b"a" * 500 + b'"}'
+    assert storage.list("_payloads/plain") == [first.payload_ref]

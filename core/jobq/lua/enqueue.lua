@@ -5,6 +5,7 @@ local now = now_ms()
 local maxlen = ARGV[1]
 local n = tonumber(ARGV[2])
 local out = {now}
+local fifo = {}
 local ready = 0
 for i = 1, n do
   local b = 2 + (i - 1) * 8
@@ -14,27 +15,32 @@ for i = 1, n do
   if state then
     out[i + 1] = state
   else
-    local delay = tonumber(ARGV[b + 6])
-    local p = ARGV[b + 7]
-    local f = {'name', ARGV[b + 2], 'data', ARGV[b + 3], 'created', now, 'prio', p}
+    local delay, p = tonumber(ARGV[b + 6]), ARGV[b + 7]
+    state = 'waiting'
+    if delay > 0 then state = 'delayed' end
+    local f = {'data', ARGV[b + 3], 'created', now, 'state', state}
+    if p ~= '0' then f[#f + 1] = 'prio'; f[#f + 1] = p end
+    if ARGV[b + 2] ~= '' then f[#f + 1] = 'name'; f[#f + 1] = ARGV[b + 2] end
     if ARGV[b + 4] ~= '' then f[#f + 1] = 'secrets'; f[#f + 1] = ARGV[b + 4] end
     if ARGV[b + 5] ~= '' then f[#f + 1] = 'opts'; f[#f + 1] = ARGV[b + 5] end
     if ARGV[b + 8] ~= '' then f[#f + 1] = 'ref'; f[#f + 1] = ARGV[b + 8] end
+    redis.call('HSET', jk, unpack(f))
     if delay > 0 then
-      f[#f + 1] = 'state'; f[#f + 1] = 'delayed'
-      redis.call('HSET', jk, unpack(f))
       redis.call('ZADD', KEYS[3], now + delay, id)
       emit(KEYS[5], maxlen, 'delayed', id, 'delay', delay)
-      ready = ready + 1
+    elseif p == '0' then
+      fifo[#fifo + 1] = id
+      emit(KEYS[5], maxlen, 'added', id)
     else
-      f[#f + 1] = 'state'; f[#f + 1] = 'waiting'
-      redis.call('HSET', jk, unpack(f))
       push_ready(KEYS[1], KEYS[2], KEYS[6], id, p, false)
       emit(KEYS[5], maxlen, 'added', id)
-      ready = ready + 1
     end
+    ready = ready + 1
     out[i + 1] = ''
   end
+end
+for i = 1, #fifo, 1000 do
+  redis.call('LPUSH', KEYS[1], unpack(fifo, i, math.min(i + 999, #fifo)))
 end
 if ready > 0 then wake(KEYS[4], ready) end
 return out

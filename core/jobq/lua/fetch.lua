@@ -18,7 +18,7 @@ for i = 1, nack do
     redis.call('ZREM', KEYS[4], id)
     redis.call('ZADD', KEYS[5], now, id)
     redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', ARGV[b + 3])
-    redis.call('HDEL', jk, 'token', 'secrets')
+    redis.call('HDEL', jk, 'token', 'secrets', 'code', 'error', 'stack')
     emit(KEYS[8], maxlen, 'completed', id)
     done = done + 1
   else
@@ -38,10 +38,10 @@ if want > 0 and redis.call('HGET', KEYS[7], 'paused') ~= '1' then
     redis.call('ZREM', KEYS[3], unpack(due))
     for _, id in ipairs(due) do
       local jk = jp .. id
-      local p = redis.call('HGET', jk, 'prio')
-      if p then
+      local f = redis.call('HMGET', jk, 'state', 'prio')
+      if f[1] then
         redis.call('HSET', jk, 'state', 'waiting')
-        push_ready(KEYS[1], KEYS[2], KEYS[11], id, p, false)
+        push_ready(KEYS[1], KEYS[2], KEYS[11], id, f[2], false)
       end
     end
   end
@@ -75,7 +75,7 @@ if want > 0 and redis.call('HGET', KEYS[7], 'paused') ~= '1' then
       emit(KEYS[8], maxlen, 'active', id, 'attempt', att)
       local c = #claimed
       claimed[c + 1] = id; claimed[c + 2] = tok; claimed[c + 3] = att; claimed[c + 4] = f[1]
-      claimed[c + 5] = f[2]; claimed[c + 6] = f[3] or ''; claimed[c + 7] = f[4]
+      claimed[c + 5] = f[2] or ''; claimed[c + 6] = f[3] or ''; claimed[c + 7] = f[4]
       claimed[c + 8] = f[5] or ''; claimed[c + 9] = f[6] or ''
     end
   end

@@ -31,4 +31,25 @@ def api_command(host: str, port: int) -> None:
         level = "info"
     # The body limit is ours, enforced while streaming; proxy headers are off: nothing here uses the
     # client address, and trusting X-Forwarded-* is a deployment decision.
-    uvicorn.run(app, host=host, port=port, log_level=level, proxy_headers=False, server_header=False)
+    _serve(uvicorn.Config(app, host=host, port=port, log_level=level, proxy_headers=False, server_header=False))
+
+
+def _serve(config: object) -> None:
+    """Run uvicorn, exiting 0 after a graceful SIGTERM/SIGINT shutdown.
+
+    uvicorn re-raises the signal once it has shut down, so the process would die of it (exit 143)
+    although it stopped cleanly on request; here the signal only asks for the shutdown.
+    """
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.handle_exit)
+            yield
+
+    Server(config).run()  # type: ignore[arg-type]

@@ -208,15 +208,15 @@ def check_project_payloads(projects: Mapping[str, Project], specs: Iterable[Queu
 def fallback_specs() -> list[QueueSpec]:
     """Specs for the intake queues when their plugins are not installed in the API's environment.
 
-    They validate nothing, but make sure integration credentials are stored apart from the job
-    record (and erased when the job ends) even so.
+    They validate nothing, but make sure integration credentials and notification recipients (webhook
+    URLs carry tokens) are stored apart from the job record, and erased when the job ends, even so.
     """
 
     def not_here(job: Any) -> None:  # pragma: no cover - the API never runs jobs
         raise RuntimeError("intake placeholder spec: install the plugin in the worker")
 
-    return [QueueSpec(name=q, handler=not_here, secret_fields=("credentials",) if q == INTEGRATIONS else ())
-            for q in QUEUES]
+    secrets = {INTEGRATIONS: ("credentials",), NOTIFICATIONS: ("recipients",)}
+    return [QueueSpec(name=q, handler=not_here, secret_fields=secrets.get(q, ())) for q in QUEUES]
 
 
 class Intake:

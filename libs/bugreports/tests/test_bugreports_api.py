@@ -127,8 +127,9 @@ def test_project_integrations_and_notifications(make_client, jobq_settings, sqli
     # Credentials are a secret field: kept out of the job's data (and erased when the job ends).
     assert gh.data["credentials"] != {"token": "ghp_SECRET_TOKEN"}
     assert b"ghp_SECRET_TOKEN" not in raw_hash[b"data"]
+    # Recipients are a secret field too (webhook URLs carry tokens).
     assert note.data == {"bugReportId": rid, "projectId": "proj-1", "type": "email",
-                         "recipients": ["oncall@example.test"], "event": "created", "report": summary}
+                         "recipients": "[redacted]", "event": "created", "report": summary}
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong-key-0123456789"}, {"X-API-Key": ""}])

@@ -68,4 +68,5 @@ def test_api_serves_reports(jobq_settings, tmp_path: Path) -> None:
             assert client.get(f"/api/v1/reports/{rid}", headers={"X-API-Key": "nope"}).status_code == 401
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        code = proc.wait(timeout=15)
+    assert code == 0  # a graceful SIGTERM shutdown exits 0

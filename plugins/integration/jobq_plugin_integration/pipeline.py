@@ -185,6 +185,29 @@ async def no_lock(_platform: str, _marker: str) -> AsyncIterator[None]:
     yield
 
 
+ENV_REFERENCE = "env:"
+
+
+def resolve_references(credentials: Any) -> Any:
+    """Replace ``"env:NAME"`` credential values with the worker's ``NAME`` environment variable.
+
+    A project can then name a secret instead of carrying it: the token never enters Redis, the
+    report store or the API. A reference to an unset variable fails the job (no retry helps).
+    """
+    if not isinstance(credentials, dict):
+        return credentials
+    out = {}
+    for key, value in credentials.items():
+        if isinstance(value, str) and value.startswith(ENV_REFERENCE):
+            name = value[len(ENV_REFERENCE):]
+            if not name or name not in os.environ:
+                raise InvalidField(f"credentials.{key}", f"refers to environment variable {name!r}, "
+                                   "which is not set on the worker")
+            value = os.environ[name]
+        out[key] = value
+    return out
+
+
 async def run_sync(payload: IntegrationJob, *, job_id: str, attempt: int, since: float, store: Store,
                    client: httpx.AsyncClient, registry: Registry, settings: IntegrationSettings,
                    lock: Lock = no_lock, progress: Callable[[Any], None] = lambda _v: None) -> dict[str, Any]:
@@ -194,7 +217,7 @@ async def run_sync(payload: IntegrationJob, *, job_id: str, attempt: int, since:
     """
     progress("1/4")
     platform = registry.get(payload.platform)
-    credentials = structure(platform.credentials_type, payload.credentials, "credentials")
+    credentials = structure(platform.credentials_type, resolve_references(payload.credentials), "credentials")
     config = structure(platform.config_type, payload.config, "config")
     redact = Redactor(platform.secret_values(credentials))
     _check_transport(platform, config, settings)

@@ -252,3 +252,15 @@ def test_a_held_report_lock_defers_the_second_sync(jira: FakeJira, sync: Any) ->
 
     asyncio.run(hold())
     assert sync(jira_job(jira.url), job_id="job-second")["status"] == "updated", "released after the block"
+
+
+def test_credential_references_resolve_from_the_worker_environment(monkeypatch):
+    from jobq_plugin_integration.errors import InvalidField
+    from jobq_plugin_integration.pipeline import resolve_references
+
+    monkeypatch.setenv("JOBQ_TEST_GH_TOKEN", "ghp_from_env")
+    assert resolve_references({"token": "env:JOBQ_TEST_GH_TOKEN", "email": "a@b.c"}) == {
+        "token": "ghp_from_env", "email": "a@b.c"}
+    monkeypatch.delenv("JOBQ_TEST_GH_TOKEN")
+    with pytest.raises(InvalidField, match=r"credentials\.token"):
+        resolve_references({"token": "env:JOBQ_TEST_GH_TOKEN"})
