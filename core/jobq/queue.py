@@ -18,7 +18,7 @@ import redis
 import redis.asyncio
 
 from .config import Settings
-from .errors import InvalidOptions, InvalidPayload, JobNotFound, PayloadTooLarge, UnknownQueue
+from .errors import ConfigError, InvalidOptions, InvalidPayload, JobNotFound, PayloadTooLarge, UnknownQueue
 from .jobs import REDACTED, STATES, Job, JobOptions, job_to_dict
 from .keys import JOB_ID, QueueKeys, queues_key, worker_key, workers_key
 from .scripts import Scripts
@@ -49,16 +49,43 @@ class _Blocking:
 
 
 def make_client(settings: Settings, *, asyncio: bool = False, socket_timeout: float | None = None) -> Any:
-    """A Redis client with timeouts on every socket (rediss:// for TLS, user:password@ for ACL)."""
-    cls = redis.asyncio.Redis if asyncio else redis.Redis
+    """A Redis client with timeouts on every socket.
+
+    ``redis://`` and ``rediss://`` (TLS) URLs, with ``user:password@`` for an ACL user, or
+    ``redis+sentinel://[user:password@]host:26379,host2:26379/<service>[/<db>]`` to follow the master
+    that Sentinel names (reconnecting to the new one after a failover).
+    """
     timeout = settings.socket_timeout if socket_timeout is None else socket_timeout
-    return cls.from_url(
-        settings.redis_url,
-        socket_timeout=timeout,
-        socket_connect_timeout=min(timeout, 5.0),
-        health_check_interval=30,
-        retry_on_timeout=False,
-    )
+    options = dict(socket_timeout=timeout, socket_connect_timeout=min(timeout, 5.0), retry_on_timeout=False)
+    if settings.redis_url.startswith("redis+sentinel://"):
+        return _sentinel_master(settings.redis_url, asyncio, options)
+    cls = redis.asyncio.Redis if asyncio else redis.Redis
+    return cls.from_url(settings.redis_url, health_check_interval=30, **options)
+
+
+def _sentinel_master(url: str, asyncio: bool, options: dict[str, Any]) -> Any:
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    hosts = []
+    for item in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", "26379")
+        hosts.append((host, int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ConfigError("a redis+sentinel:// URL names the service: redis+sentinel://host:26379/mymaster")
+    db = int(path[1]) if len(path) > 1 else 0
+    auth = {"username": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None}
+    if asyncio:
+        from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+        sentinel: Any = AsyncSentinel(hosts, **options)
+    else:
+        from redis.sentinel import Sentinel
+
+        sentinel = Sentinel(hosts, **options)
+    return sentinel.master_for(path[0], db=db, **auth, **options)
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode

@@ -74,3 +74,31 @@ def _pings(url):
         return redis.Redis.from_url(url, socket_timeout=0.5).ping()
     except redis.RedisError:
         return False
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_runs_through_sentinel(jobq_settings, tmp_path):
+    """``redis+sentinel://`` finds the master through a real Sentinel on loopback."""
+    master_port, sentinel_port = _free_port(), _free_port()
+    master = subprocess.Popen(["redis-server", "--port", str(master_port), "--bind", "127.0.0.1", "--save", "",
+                               "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+                    f"sentinel monitor jobqmaster 127.0.0.1 {master_port} 1\n")
+    sentinel = subprocess.Popen(["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _pings(f"redis://127.0.0.1:{master_port}/0"), 10)
+        wait_until(lambda: _pings(f"redis://127.0.0.1:{sentinel_port}/0"), 10)
+        url = f"redis+sentinel://127.0.0.1:{sentinel_port}/jobqmaster/0"
+        h = Harness(attrs.evolve(jobq_settings, redis_url=url))
+        try:
+            assert h.run(SPEC, {"n": 3}).result == {"ok": 3}
+            direct = redis.Redis(port=master_port)
+            assert direct.exists(f"{jobq_settings.prefix}:queues")
+            direct.close()
+        finally:
+            h.close()
+    finally:
+        for p in (sentinel, master):
+            p.kill()
+            p.wait(10)
