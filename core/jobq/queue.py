@@ -53,12 +53,23 @@ def make_client(settings: Settings, *, asyncio: bool = False, socket_timeout: fl
 
     ``redis://`` and ``rediss://`` (TLS) URLs, with ``user:password@`` for an ACL user, or
     ``redis+sentinel://[user:password@]host:26379,host2:26379/<service>[/<db>]`` to follow the master
-    that Sentinel names (reconnecting to the new one after a failover).
+    that Sentinel names (reconnecting to the new one after a failover), or
+    ``redis+cluster://host:port`` for Redis Cluster (each queue lives in one slot).
     """
     timeout = settings.socket_timeout if socket_timeout is None else socket_timeout
     options = dict(socket_timeout=timeout, socket_connect_timeout=min(timeout, 5.0), retry_on_timeout=False)
     if settings.redis_url.startswith("redis+sentinel://"):
         return _sentinel_master(settings.redis_url, asyncio, options)
+    if settings.redis_url.startswith(("redis+cluster://", "rediss+cluster://")):
+        url = settings.redis_url.replace("+cluster", "", 1)
+        options.pop("retry_on_timeout")
+        if asyncio:
+            from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+            return AsyncRedisCluster.from_url(url, **options)
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(url, **options)
     cls = redis.asyncio.Redis if asyncio else redis.Redis
     return cls.from_url(settings.redis_url, health_check_interval=30, **options)
 
