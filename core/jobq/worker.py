@@ -95,6 +95,7 @@ class QueueRunner:
         self.failures = 0
         self.busy_seconds = 0.0
         self.threads: ThreadPoolExecutor | None = None
+        self.zombies = 0  # timed-out thread-mode handlers still holding a thread
         self.procs: Any = None
         if self.execution == "thread":
             self.threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"jobq-{spec.name}")
@@ -124,7 +125,7 @@ class QueueRunner:
             stopping = self.w.stopping
             if stopping and not self.acks and not self.inflight:
                 return
-            free = 0 if stopping else self.concurrency - len(self.inflight)
+            free = 0 if stopping else self.concurrency - len(self.inflight) - self.zombies
             if free <= 0 and not self.acks:
                 await self._wait(1.0)
                 continue
@@ -228,8 +229,7 @@ class QueueRunner:
                     else:
                         result = await spec.handler(a.ctx)
                 elif self.execution == "thread":
-                    fut = asyncio.get_running_loop().run_in_executor(self.threads, _call_sync, spec, a.ctx)
-                    result = await (asyncio.wait_for(fut, timeout) if timeout else fut)
+                    result = await self._in_thread(a, timeout)
                 else:
                     result = await self._in_process(a, ref, secrets, timeout)
                 result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
@@ -267,6 +267,26 @@ class QueueRunner:
         finally:
             self.inflight.pop(a.id, None)
             self.kick.set()
+
+    async def _in_thread(self, a: _Active, timeout: float | None) -> Any:
+        """Run a blocking handler in the pool. A thread cannot be killed: past the timeout the attempt
+        fails, and its thread counts against the concurrency until the handler returns, so the next
+        job never waits (with its own clock running) behind it."""
+        cf = self.threads.submit(_call_sync, self.spec, a.ctx)  # type: ignore[union-attr]
+        fut = asyncio.wrap_future(cf)
+        if not timeout:
+            return await fut
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            self.zombies += 1
+            loop = asyncio.get_running_loop()
+            cf.add_done_callback(lambda _f: loop.call_soon_threadsafe(self._zombie_done))
+            raise
+
+    def _zombie_done(self) -> None:
+        self.zombies -= 1
+        self.kick.set()
 
     async def _in_process(self, a: _Active, ref: str | None, secrets: dict[str, Any] | None,
                           timeout: float | None) -> Any:

@@ -350,3 +350,27 @@ def test_idle_worker_is_woken_by_enqueue(jobq_harness):
     wait_until(lambda: w.runners[0].want_marker.is_set(), 5, message="worker blocking on the marker")
     job = jobq_harness.manager.add_job("idle", None, {"n": 1})
     assert jobq_harness.wait("idle", job.id, 10).state == "completed"
+
+
+def test_timed_out_thread_keeps_its_slot_until_it_returns(jobq_harness):
+    """A blocking handler past its timeout cannot be killed: the worker does not start another job
+    on that thread's slot until it returns, so the next job's clock never runs while it waits."""
+    release = threading.Event()
+    started = []
+
+    def stubborn(job):
+        started.append(job.data["n"])
+        if job.data["n"] == 0:
+            release.wait(10)
+        return job.data["n"]
+
+    spec = QueueSpec(name="zomb", handler=stubborn, concurrency=1, retries=0, timeout=0.2)
+    w = jobq_harness.start(spec)
+    jobq_harness.manager.add_job("zomb", "z0", {"n": 0})
+    assert jobq_harness.wait("zomb", "z0").failure.code == "ERR_TIMEOUT"
+    jobq_harness.manager.add_job("zomb", "z1", {"n": 1})
+    wait_until(lambda: w.runners[0].zombies == 1, 5)
+    assert jobq_harness.manager.get_job_status("zomb", "z1") == "waiting" and started == [0]
+    release.set()
+    assert jobq_harness.wait("zomb", "z1").state == "completed"
+    assert w.runners[0].zombies == 0
