@@ -427,6 +427,7 @@ class QueueRunner:
             "queue": self.spec.name, "execution": self.execution, "concurrency": self.concurrency,
             "active": len(self.inflight), "processed": self.processed, "failures": self.failures,
             "busy_seconds": round(self.busy_seconds, 3),
+            "avg_seconds": round(self.busy_seconds / self.processed, 4) if self.processed else None,
             "fetch_age": round(time.monotonic() - self.last_tick, 3),
         }
 
