@@ -575,12 +575,14 @@ class Worker:
             log.info("worker %s serving %s", self.id, ", ".join(x.name for x in self.specs))
             stop_wait = asyncio.create_task(self._stop_event.wait())
             await asyncio.wait([stop_wait, *pumps], return_when=asyncio.FIRST_COMPLETED)
-            for p in pumps:
-                if p.done() and p.exception():
-                    log.error("queue pump crashed", exc_info=p.exception())
+            crashed = [p.exception() for p in pumps if p.done() and not p.cancelled() and p.exception()]
+            for exc in crashed:
+                log.error("queue pump crashed; stopping the worker", exc_info=exc)
             await self._drain(pumps)
             if self.hooks is not None:
                 self.hooks.worker_stopped(worker_id=self.id, queues=[x.name for x in self.specs])
+            if crashed:  # exit non-zero so a supervisor restarts the process
+                raise RuntimeError(f"a queue pump crashed: {crashed[0]!r}") from crashed[0]
         finally:
             self.ready = False
             self._closed = True
