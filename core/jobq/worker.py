@@ -574,6 +574,7 @@ class Worker:
                 self.hooks.worker_started(worker_id=self.id, queues=[x.name for x in self.specs])
             log.info("worker %s serving %s", self.id, ", ".join(x.name for x in self.specs))
             stop_wait = asyncio.create_task(self._stop_event.wait())
+            background.append(stop_wait)
             await asyncio.wait([stop_wait, *pumps], return_when=asyncio.FIRST_COMPLETED)
             crashed = [p.exception() for p in pumps if p.done() and not p.cancelled() and p.exception()]
             for exc in crashed:
