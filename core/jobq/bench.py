@@ -17,9 +17,10 @@ import attrs
 import redis
 
 from .config import Settings
+from .keys import delete_prefix
 from .queue import QueueManager
 from .spec import QueueSpec
-from .testing import delete_prefix, wait_until
+from .waiting import wait_until
 from .worker import Worker
 
 

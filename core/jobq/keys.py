@@ -4,6 +4,7 @@ in one Redis Cluster slot and its Lua scripts stay single-slot."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import attrs
 
@@ -69,3 +70,9 @@ QUEUE_KEYS = (
 )
 for _name in QUEUE_KEYS:
     setattr(QueueKeys, _name, property(lambda self, _n=_name: self.base + _n))
+
+
+def delete_prefix(client: Any, prefix: str) -> None:
+    """Delete every key of one jobq installation (tests, benchmarks, demos): SCAN, never KEYS."""
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        client.delete(key)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,8 +19,10 @@ import redis
 
 from .config import Settings
 from .jobs import Job
+from .keys import delete_prefix
 from .queue import QueueManager
 from .spec import QueueSpec
+from .waiting import wait_until
 from .worker import Worker
 
 TERMINAL = ("completed", "failed")
@@ -29,24 +30,6 @@ TERMINAL = ("completed", "failed")
 
 def redis_test_url() -> str:
     return os.environ.get("JOBQ_TEST_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
-               message: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-
-
-def delete_prefix(client: redis.Redis, prefix: str) -> None:
-    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        client.delete(key)
 
 
 class Harness:

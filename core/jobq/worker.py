@@ -37,6 +37,7 @@ from .spec import QueueSpec
 
 log = logging.getLogger(__name__)
 STACK_LIMIT = 16_000
+MAX_FETCHES = 2  # fetch calls in flight per queue: the worker and Redis work at the same time
 MESSAGE_LIMIT = 2_000
 
 
@@ -89,6 +90,14 @@ class QueueRunner:
         self.acks: list[tuple[_Active, str, Any, float]] = []
         self.kick = asyncio.Event()
         self.want_marker = asyncio.Event()
+        self.fetching = 0  # fetch calls in flight
+        self.batch = -(-self.concurrency // MAX_FETCHES)  # claims per call: half the slots each
+        self.fetch_tasks: set[asyncio.Task[None]] = set()
+        self.reserved = 0  # slots those calls may fill
+        self.drained = False  # the last claim found fewer jobs than it asked for
+        self.next_due = -1  # ms until the next delayed job, as the last claim saw it
+        self.backoff = 0.025
+        self.retry_at = 0.0
         self.last_tick = time.monotonic()
         self.last_beat_ok = time.monotonic()
         self.processed = 0
@@ -114,51 +123,71 @@ class QueueRunner:
 
     # -- the pump ------------------------------------------------------------------------
     async def pump(self) -> None:
-        s = self.w.settings
-        lease_ms = int(s.lease_seconds * 1000)
-        keep_c = int(s.retention_completed * 1000)
-        keep_f = int(s.retention_failed * 1000)
-        backoff = 0.05
+        """Send acknowledgements and claims, keeping up to ``MAX_FETCHES`` calls in flight.
+
+        With one call at a time the worker and Redis take turns (each idles while the other works);
+        a second call in flight lets the worker start and finish jobs while Redis runs the first.
+        Slots a call may fill are reserved until its reply lands, so claims never exceed concurrency.
+        """
         while True:
             self.last_tick = time.monotonic()
             self.kick.clear()
             stopping = self.w.stopping
-            if stopping and not self.acks and not self.inflight:
+            if stopping and not self.acks and not self.inflight and not self.fetching:
                 return
-            free = 0 if stopping else self.concurrency - len(self.inflight) - self.zombies
-            if free <= 0 and not self.acks:
-                await self._wait(1.0)
+            free = 0 if stopping else self.concurrency - len(self.inflight) - self.zombies - self.reserved
+            if self.fetching < MAX_FETCHES and (self.acks or (free > 0 and not self.drained)):
+                if self.retry_at > time.monotonic():
+                    await asyncio.sleep(self.retry_at - time.monotonic())
+                    continue
+                acks, self.acks = self.acks, []
+                want = min(max(free, 0), self.batch)
+                self.fetching += 1
+                self.reserved += want
+                task = asyncio.get_running_loop().create_task(self._fetch(acks, want))
+                self.fetch_tasks.add(task)  # the loop keeps only weak references to tasks
+                task.add_done_callback(self.fetch_tasks.discard)
                 continue
-            acks, self.acks = self.acks, []
-            args: list[Any] = [self.keys.job_prefix, lease_ms, free, os.urandom(6).hex() + ":",
-                               s.events_maxlen, keep_c, keep_f, self.w.id, len(acks)]
-            keys = list(self._fetch_keys)
-            for a, result, _r, _d in acks:
-                keys.append(self.keys.job(a.id))
-                args += (a.id, a.token, result)
-            try:
-                now_ms, lost, claimed, nextdue = await self.w.scripts.fetch(keys=keys, args=args)
-            except redis.RedisError as exc:
-                self.acks = acks + self.acks
-                log.warning("queue %s: fetch failed (%s: %s); retrying in %.2fs",
-                            self.spec.name, type(exc).__name__, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+            if self.drained and free > 0 and not self.fetching and not stopping:
+                # the queue looked empty: block on the marker until a job arrives or one is due
+                due = self.next_due
+                timeout = self.w.block_timeout if due < 0 else min(self.w.block_timeout, due / 1000)
+                self.want_marker.set()
+                await self._wait(max(timeout, 0.001))
+                self.drained = False
                 continue
-            backoff = 0.05
-            if acks:
-                self._acked(acks, {x.decode() for x in lost})
-            n = len(claimed) // 9
-            for i in range(0, len(claimed), 9):
-                self._start(claimed[i:i + 9], now_ms)
-            if n >= free > 0:
-                continue
-            if stopping:
-                await self._wait(0.5)
-                continue
-            timeout = self.w.block_timeout if nextdue < 0 else min(self.w.block_timeout, nextdue / 1000)
-            self.want_marker.set()
-            await self._wait(max(timeout, 0.001))
+            await self._wait(1.0)
+
+    async def _fetch(self, acks: list[tuple[_Active, str, Any, float]], want: int) -> None:
+        s = self.w.settings
+        args: list[Any] = [self.keys.job_prefix, int(s.lease_seconds * 1000), want, os.urandom(6).hex() + ":",
+                           s.events_maxlen, int(s.retention_completed * 1000), int(s.retention_failed * 1000),
+                           self.w.id, len(acks)]
+        keys = list(self._fetch_keys)
+        for a, result, _r, _d in acks:
+            keys.append(self.keys.job(a.id))
+            args += (a.id, a.token, result)
+        try:
+            now_ms, lost, claimed, next_due = await self.w.scripts.fetch(keys=keys, args=args)
+        except redis.RedisError as exc:
+            self.acks = acks + self.acks
+            self.backoff = min(self.backoff * 2, 2.0)
+            self.retry_at = time.monotonic() + self.backoff
+            log.warning("queue %s: fetch failed (%s: %s); retrying in %.2fs",
+                        self.spec.name, type(exc).__name__, exc, self.backoff)
+            return
+        finally:
+            self.fetching -= 1
+            self.reserved -= want
+            self.kick.set()
+        self.backoff = 0.025
+        if acks:
+            self._acked(acks, {x.decode() for x in lost})
+        for i in range(0, len(claimed), 9):
+            self._start(claimed[i:i + 9], now_ms)
+        if want and len(claimed) // 9 < want:
+            self.drained = True
+            self.next_due = next_due
 
     async def _wait(self, timeout: float) -> None:
         try:
