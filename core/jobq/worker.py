@@ -144,6 +144,9 @@ class QueueRunner:
                 want = min(max(free, 0), self.batch)
                 self.fetching += 1
                 self.reserved += want
+                if not self.inflight and self.fetching == 1:
+                    await self._fetch(acks, want)  # nothing runs yet: no overlap to win, save a task hop
+                    continue
                 task = asyncio.get_running_loop().create_task(self._fetch(acks, want))
                 self.fetch_tasks.add(task)  # the loop keeps only weak references to tasks
                 task.add_done_callback(self.fetch_tasks.discard)
@@ -169,12 +172,13 @@ class QueueRunner:
             args += (a.id, a.token, result)
         try:
             now_ms, lost, claimed, next_due = await self.w.scripts.fetch(keys=keys, args=args)
-        except redis.RedisError as exc:
+        except Exception as exc:  # Redis down, or worse: keep the acks, back off, try again
             self.acks = acks + self.acks
             self.backoff = min(self.backoff * 2, 2.0)
             self.retry_at = time.monotonic() + self.backoff
-            log.warning("queue %s: fetch failed (%s: %s); retrying in %.2fs",
-                        self.spec.name, type(exc).__name__, exc, self.backoff)
+            log.log(logging.WARNING if isinstance(exc, redis.RedisError) else logging.ERROR,
+                    "queue %s: fetch failed (%s: %s); retrying in %.2fs", self.spec.name, type(exc).__name__, exc,
+                    self.backoff, exc_info=not isinstance(exc, redis.RedisError))
             return
         finally:
             self.fetching -= 1
@@ -185,8 +189,8 @@ class QueueRunner:
             self._acked(acks, {x.decode() for x in lost})
         for i in range(0, len(claimed), 9):
             self._start(claimed[i:i + 9], now_ms)
-        if want and len(claimed) // 9 < want:
-            self.drained = True
+        if want:
+            self.drained = len(claimed) // 9 < want
             self.next_due = next_due
 
     async def _wait(self, timeout: float) -> None:
