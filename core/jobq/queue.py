@@ -268,26 +268,34 @@ class _Ops:
         return job.state if job else None
 
     def get_queue_metrics(self, queue: str) -> Op[dict[str, int]]:
-        k = self.keys(queue)
-        wait, prio, active, completed, failed, delayed, paused = yield _Pipe([
-            ("LLEN", k.wait), ("ZCARD", k.prio), ("ZCARD", k.active), ("ZCARD", k.completed),
-            ("ZCARD", k.failed), ("ZCARD", k.delayed), ("HGET", k.meta, "paused"),
-        ])
-        waiting = wait + prio
-        is_paused = paused == b"1"
-        return {"waiting": 0 if is_paused else waiting, "active": active, "completed": completed,
-                "failed": failed, "delayed": delayed, "paused": waiting if is_paused else 0}
+        stats = yield from _Ops._metrics(self, [queue])
+        return stats[queue]
+
+    def _metrics(self, queues: list[str]) -> Op[dict[str, dict[str, int]]]:
+        """Counts per state of every queue in ``queues``, in one pipelined round trip."""
+        cmds: list[tuple[Any, ...]] = []
+        for q in queues:
+            k = self.keys(q)
+            cmds += [("LLEN", k.wait), ("ZCARD", k.prio), ("ZCARD", k.active), ("ZCARD", k.completed),
+                     ("ZCARD", k.failed), ("ZCARD", k.delayed), ("HGET", k.meta, "paused")]
+        replies = yield _Pipe(cmds)
+        out = {}
+        for i, q in enumerate(queues):
+            wait, prio, active, completed, failed, delayed, paused = replies[i * 7:i * 7 + 7]
+            waiting, is_paused = wait + prio, paused == b"1"
+            out[q] = {"waiting": 0 if is_paused else waiting, "active": active, "completed": completed,
+                      "failed": failed, "delayed": delayed, "paused": waiting if is_paused else 0}
+        return out
 
     def list_queues(self) -> Op[list[str]]:
         names = yield ("SMEMBERS", queues_key(self.settings.prefix))
         return sorted({n.decode() for n in names} | set(self.specs))
 
     def get_queue_stats(self) -> Op[dict[str, dict[str, int]]]:
-        queues = yield from _Ops.list_queues(self, )
-        out = {}
-        for q in queues:
-            out[q] = yield from _Ops.get_queue_metrics(self, q)
-        return out
+        queues = yield from _Ops.list_queues(self)
+        if not queues:
+            return {}
+        return (yield from _Ops._metrics(self, queues))
 
     def get_counters(self, queue: str) -> Op[dict[str, int]]:
         raw = yield ("HGETALL", self.keys(queue).stats)
@@ -331,7 +339,7 @@ class _Ops:
             yield ("PING",)
         except redis.RedisError as exc:
             return {"healthy": False, "redis": False, "error": f"{type(exc).__name__}: {exc}", "workers": []}
-        workers = yield from _Ops.list_workers(self, )
+        workers = yield from _Ops.list_workers(self)
         alive = [w for w in workers if w["alive"]]
         return {"healthy": bool(alive), "redis": True, "workers": workers, "alive_workers": len(alive)}
 

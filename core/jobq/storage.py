@@ -8,9 +8,12 @@ retried job replaces its outputs instead of duplicating them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import uuid
+from collections.abc import Iterator
 from typing import IO, Any
 
 import fsspec
@@ -28,6 +31,10 @@ class StorageError(JobqError):
 class UnsafeKey(StorageError, ValueError):
     code = "ERR_UNSAFE_ID"
     retryable = False
+
+
+def _content_type(content_type: str | None) -> dict[str, str]:
+    return {"ContentType": content_type} if content_type else {}
 
 
 def safe_part(part: str) -> str:
@@ -70,32 +77,35 @@ class Storage:
         stores (S3 ``ContentType``) and ignored on a local folder."""
         path = self._path(key)
         if self.local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}"
-            with open(tmp, "wb") as fh:
+            with self._replace(path) as fh:
                 fh.write(data)
-            os.replace(tmp, path)
-        elif content_type:
-            self.fs.pipe_file(path, data, ContentType=content_type)
         else:
-            self.fs.pipe_file(path, data)
+            self.fs.pipe_file(path, data, **_content_type(content_type))
         return key
 
     def put_file(self, key: str, local_path: str, content_type: str | None = None) -> str:
         """Upload a local file at ``key`` atomically (streamed, not read into memory)."""
         path = self._path(key)
         if self.local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}"
-            with open(local_path, "rb") as src, open(tmp, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
-            os.replace(tmp, path)
-        elif content_type:
-            self.fs.put_file(local_path, path, ContentType=content_type)
+            with self._replace(path) as dst, open(local_path, "rb") as src:
+                shutil.copyfileobj(src, dst, 1 << 20)
         else:
-            self.fs.put_file(local_path, path)
+            self.fs.put_file(local_path, path, **_content_type(content_type))
         return key
+
+    @contextlib.contextmanager
+    def _replace(self, path: str) -> Iterator[IO[bytes]]:
+        """A file beside ``path`` renamed over it once written: readers see the old or the new object,
+        never half of one; a failed write leaves nothing behind."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as fh:
+                yield fh
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def get(self, key: str) -> bytes:
         return self.fs.cat_file(self._path(key))
