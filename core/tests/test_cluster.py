@@ -99,6 +99,8 @@ def test_queues_run_on_a_cluster(cluster):
             assert (bad.state, bad.attempts, bad.failure.code) == ("failed", 2, "ERR_NO")
             assert h.manager.get_job(spec.name, f"{spec.name}-late").result == {"n": 99}
         assert h.manager.health_check()["healthy"]
+        stats = h.manager.get_queue_stats()  # one pipeline across slots
+        assert {stats[s.name]["completed"] for s in specs} == {21} and {stats[s.name]["failed"] for s in specs} == {1}
         holders = [p for p in cluster if redis.Redis(port=p).dbsize() > 0]
         assert len(holders) >= 2  # the queues spread over the nodes
     finally:
