@@ -23,6 +23,10 @@ class QueueKeys:
     def job(self, job_id: str) -> str:
         return f"{self.base}job:{job_id}"
 
+    def inbox(self, worker_id: str) -> str:
+        """LIST the worker blocks on while idle: claim records of jobs handed to it by enqueue."""
+        return f"{self.base}inbox:{worker_id}"
+
     @property
     def job_prefix(self) -> str:
         return self.base + "job:"
@@ -66,7 +70,8 @@ QUEUE_KEYS = (
     "reaper",     # STRING throttle of the stalled-job sweep
     "stats",      # HASH counters
     "gc",         # LIST claim-check blobs to delete from storage
-    "seq",        # STRING counter ordering equal priorities
+    "seq",        # STRING counter ordering equal priorities (and hand-off tokens)
+    "idle",       # ZSET "<lease ms>|<worker id>" -> until when that worker takes jobs handed to it
 )
 for _name in QUEUE_KEYS:
     setattr(QueueKeys, _name, property(lambda self, _n=_name: self.base + _n))

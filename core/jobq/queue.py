@@ -213,11 +213,11 @@ class _Ops:
 
             yield _Blocking(upload)
         k = self.keys(queue)
-        args: list[Any] = [self.settings.events_maxlen, len(prepared)]
+        args: list[Any] = [self.settings.events_maxlen, len(prepared), k.base]
         for p in prepared:
             args.extend(p[:8])
-        res = yield _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq,
-                                        *(k.job(i) for i in ids)], args)
+        res = yield _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq, k.idle, k.active,
+                                        k.meta, *(k.job(i) for i in ids)], args)
         now = res[0] / 1000
         existing = [i for i, state in zip(ids, res[1:], strict=True) if state]
         orphans = [p[7] for p in prepared if p[7] and p[0] in set(existing)]

@@ -201,22 +201,65 @@ class QueueRunner:
             pass
 
     async def listen(self) -> None:
-        """Block on the marker list while the pump has nothing to do; kick it on a wake-up hint."""
-        conn = self.w.blocking
+        """While the pump has nothing to do: offer a free slot to enqueue (``idle``), block on this
+        worker's inbox and the marker list, and start a handed-over job at once (one hop from
+        enqueue to start) or kick the pump to claim."""
+        conn, client = self.w.blocking, self.w.client
+        inbox, marker = self.keys.inbox(self.w.id), self.keys.marker
+        ttl_ms = int((self.w.block_timeout + 1) * 1000)
         backoff = 0.1
         while not self.w._closed:
             await self.want_marker.wait()
             if self.w.stopping:
                 return
+            record = None
+            offered = self.concurrency - len(self.inflight) - self.zombies - self.reserved > 0
+            if offered:
+                self.reserved += 1  # the slot enqueue may fill
             try:
-                await conn.blpop([self.keys.marker], timeout=self.w.block_timeout)
+                if offered:
+                    await self.w.scripts.idle(keys=[self.keys.idle], args=[self.idle_member, ttl_ms])
+                reply = await conn.blpop([inbox, marker] if offered else [marker], timeout=self.w.block_timeout)
+                if reply is not None and reply[0].decode() == inbox:
+                    record = reply[1]
+                elif offered and not await client.zrem(self.keys.idle, self.idle_member):
+                    record = await client.lpop(inbox)  # a hand-over raced our wake-up: it is ours
                 backoff = 0.1
             except redis.RedisError as exc:
                 log.warning("queue %s: marker wait failed (%s); retrying", self.spec.name, type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+            finally:
+                if offered:
+                    self.reserved -= 1
+            if record is not None:
+                self._start_handed(record)
             self.want_marker.clear()
             self.kick.set()
+
+    @property
+    def idle_member(self) -> str:
+        return f"{int(self.w.settings.lease_seconds * 1000)}|{self.w.id}"
+
+    def _start_handed(self, record: bytes) -> None:
+        fields = json.loads(record)
+        self._start([x if isinstance(x, bytes) else str(x).encode() for x in fields[:9]], int(fields[9]))
+
+    async def withdraw(self) -> None:
+        """At shutdown: take back the idle offer; a job handed over meanwhile goes back to the queue."""
+        client = self.w.client
+        try:
+            if not await client.zrem(self.keys.idle, self.idle_member):
+                record = await client.lpop(self.keys.inbox(self.w.id))
+                if record is not None:
+                    fields = json.loads(record)
+                    k = self.keys
+                    await self.w.scripts.release(keys=[k.job(fields[0]), k.active, k.wait, k.prio, k.marker,
+                                                       k.events, k.seq],
+                                                 args=[fields[0], fields[1], self.w.settings.events_maxlen])
+        except redis.RedisError as exc:
+            log.warning("queue %s: could not withdraw the idle offer (%s); the reaper will recover",
+                        self.spec.name, type(exc).__name__)
 
     # -- running a job -------------------------------------------------------------------
     def _start(self, f: list[bytes], now_ms: int) -> None:
@@ -621,6 +664,8 @@ class Worker:
             self.ready = False
             self._closed = True
             await _cancel_all(background + pumps)
+            for r in self.runners:
+                await r.withdraw()
             await self._withdraw()
             for r in self.runners:
                 r.close()

@@ -374,3 +374,47 @@ def test_timed_out_thread_keeps_its_slot_until_it_returns(jobq_harness):
     release.set()
     assert jobq_harness.wait("zomb", "z1").state == "completed"
     assert w.runners[0].zombies == 0
+
+
+def test_idle_worker_gets_jobs_handed_over_in_one_hop(jobq_harness, rclient):
+    spec = QueueSpec(name="hop", handler=double, concurrency=2)
+    w = jobq_harness.start(spec)
+    k = QueueKeys(jobq_harness.settings.prefix, "hop")
+    wait_until(lambda: rclient.zcard(k.idle) == 1, 5, message="worker offers a slot")
+    jobq_harness.manager.add_job("hop", "h1", {"n": 4})
+    job = jobq_harness.wait("hop", "h1")
+    assert job.result == {"x": 8} and job.attempts == 1
+    events = [e for e in jobq_harness.manager.read_events("hop") if e["jobId"] == "h1"]
+    assert [e["event"] for e in events] == ["added", "active", "progress", "progress", "completed"]
+    assert rclient.hget(k.job("h1"), "worker").decode() == w.id
+    jobq_harness.manager.pause_queue("hop")  # a paused queue hands nothing over
+    wait_until(lambda: rclient.zcard(k.idle) == 1, 5)
+    jobq_harness.manager.add_job("hop", "h2", {"n": 1})
+    assert jobq_harness.manager.get_job_status("hop", "h2") == "paused"
+    jobq_harness.manager.resume_queue("hop")
+    assert jobq_harness.wait("hop", "h2").state == "completed"
+
+
+def test_stopped_worker_withdraws_its_idle_offer(jobq_harness, rclient):
+    spec = QueueSpec(name="bye", handler=double)
+    w = jobq_harness.start(spec)
+    k = QueueKeys(jobq_harness.settings.prefix, "bye")
+    wait_until(lambda: rclient.zcard(k.idle) == 1, 5)
+    jobq_harness.stop(w)
+    assert rclient.zcard(k.idle) == 0
+    jobq_harness.manager.add_job("bye", "b1", {"n": 1})
+    assert jobq_harness.manager.get_job_status("bye", "b1") == "waiting"
+
+
+def test_job_handed_to_a_dead_worker_is_taken_back(jobq_harness, rclient):
+    """A worker that died while offering a slot holds the job only until its lease runs out."""
+    spec = QueueSpec(name="ghost", handler=double)
+    k = QueueKeys(jobq_harness.settings.prefix, "ghost")
+    rclient.zadd(k.idle, {"300|ghost-worker": int(rclient.time()[0]) * 1000 + 60_000})
+    jobq_harness.manager.specs["ghost"] = spec
+    jobq_harness.manager.add_job("ghost", "g1", {"n": 5})
+    assert jobq_harness.manager.get_job_status("ghost", "g1") == "active"
+    assert rclient.llen(k.inbox("ghost-worker")) == 1
+    jobq_harness.start(spec)
+    job = jobq_harness.wait("ghost", "g1")
+    assert (job.state, job.result, job.stalls, job.attempts) == ("completed", {"x": 10}, 1, 2)

@@ -1,6 +1,11 @@
 -- Add jobs; an id that exists already is left as it is (idempotent) and its state returned.
--- KEYS: 1 wait, 2 prio, 3 delayed, 4 marker, 5 events, 6 seq, 6+i job key of job i
--- ARGV: 1 events maxlen, 2 n, then 8 per job: id, name, data, secrets, opts, delay_ms, priority, ref
+-- Ready jobs go straight to idle workers (one hop): each is leased to the worker here, exactly as
+-- fetch.lua would, and its claim record pushed to the list that worker blocks on; the lease exists
+-- before the handoff, so a worker that dies meanwhile loses nothing (the reaper takes the job back).
+-- KEYS: 1 wait, 2 prio, 3 delayed, 4 marker, 5 events, 6 seq, 7 idle, 8 active, 9 meta,
+--       9+i job key of job i
+-- ARGV: 1 events maxlen, 2 n, 3 queue key base, then 8 per job: id, name, data, secrets, opts,
+--       delay_ms, priority, ref
 local now = now_ms()
 local maxlen = ARGV[1]
 local n = tonumber(ARGV[2])
@@ -8,9 +13,9 @@ local out = {now}
 local fifo = {}
 local ready = 0
 for i = 1, n do
-  local b = 2 + (i - 1) * 8
+  local b = 3 + (i - 1) * 8
   local id = ARGV[b + 1]
-  local jk = KEYS[6 + i]
+  local jk = KEYS[9 + i]
   local state = redis.call('HGET', jk, 'state')
   if state then
     out[i + 1] = state
@@ -42,5 +47,26 @@ end
 for i = 1, #fifo, 1000 do
   redis.call('LPUSH', KEYS[1], unpack(fifo, i, math.min(i + 999, #fifo)))
 end
-if ready > 0 then wake(KEYS[4], ready) end
+local handed = 0
+if ready > 0 and redis.call('EXISTS', KEYS[7]) == 1 and redis.call('HGET', KEYS[9], 'paused') ~= '1' then
+  local base = ARGV[3]
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. now)  -- registrations of workers gone quiet
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[7], 0, ready - 1)) do
+    local id = pop_ready(KEYS[1], KEYS[2])
+    if not id then break end
+    redis.call('ZREM', KEYS[7], member)
+    local sep = string.find(member, '|', 1, true)
+    local lease, worker = tonumber(string.sub(member, 1, sep - 1)), string.sub(member, sep + 1)
+    local tok = 'h' .. redis.call('INCR', KEYS[6]) .. ':' .. worker
+    local rec = claim(base .. 'job:', id, tok, worker, now, lease, KEYS[8], KEYS[5], maxlen)
+    if rec then
+      rec[10] = now
+      local inbox = base .. 'inbox:' .. worker
+      redis.call('RPUSH', inbox, cjson.encode(rec))
+      redis.call('PEXPIRE', inbox, lease)
+      handed = handed + 1
+    end
+  end
+end
+if ready > handed then wake(KEYS[4], ready - handed) end
 return out

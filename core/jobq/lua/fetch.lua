@@ -46,37 +46,20 @@ if want > 0 and redis.call('HGET', KEYS[7], 'paused') ~= '1' then
     end
   end
   local ids
-  local nprio = redis.call('ZCARD', KEYS[2])
-  if nprio == 0 then
+  if redis.call('ZCARD', KEYS[2]) == 0 then
     ids = redis.call('RPOP', KEYS[1], want) or {}
   else
     ids = {}
     for _ = 1, want do
-      local h = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-      local id
-      if h[1] and tonumber(h[2]) < 0 then
-        id = h[1]; redis.call('ZREM', KEYS[2], id)
-      else
-        id = redis.call('RPOP', KEYS[1])
-        if not id and h[1] then id = h[1]; redis.call('ZREM', KEYS[2], id) end
-      end
+      local id = pop_ready(KEYS[1], KEYS[2])
       if not id then break end
       ids[#ids + 1] = id
     end
   end
   for i, id in ipairs(ids) do
-    local jk = jp .. id
-    local f = redis.call('HMGET', jk, 'data', 'name', 'opts', 'created', 'secrets', 'ref')
-    if f[1] then
-      local tok = tbase .. i
-      local att = redis.call('HINCRBY', jk, 'att', 1)
-      redis.call('HSET', jk, 'state', 'active', 'token', tok, 'worker', ARGV[8], 'started', now)
-      redis.call('ZADD', KEYS[4], now + lease, id)
-      emit(KEYS[8], maxlen, 'active', id, 'attempt', att)
-      local c = #claimed
-      claimed[c + 1] = id; claimed[c + 2] = tok; claimed[c + 3] = att; claimed[c + 4] = f[1]
-      claimed[c + 5] = f[2] or ''; claimed[c + 6] = f[3] or ''; claimed[c + 7] = f[4]
-      claimed[c + 8] = f[5] or ''; claimed[c + 9] = f[6] or ''
+    local rec = claim(jp, id, tbase .. i, ARGV[8], now, lease, KEYS[4], KEYS[8], maxlen)
+    if rec then
+      for _, v in ipairs(rec) do claimed[#claimed + 1] = v end
     end
   end
 end

@@ -17,6 +17,16 @@ local function push_ready(wait, prio, seq, id, p, front)
   end
 end
 
+-- The next ready id: positive priorities first, then the FIFO list, then negative priorities.
+local function pop_ready(wait, prio)
+  local h = redis.call('ZRANGE', prio, 0, 0, 'WITHSCORES')
+  if h[1] and tonumber(h[2]) < 0 then redis.call('ZREM', prio, h[1]); return h[1] end
+  local id = redis.call('RPOP', wait)
+  if id then return id end
+  if h[1] then redis.call('ZREM', prio, h[1]); return h[1] end
+  return nil
+end
+
 local function emit(events, maxlen, event, id, k1, v1, k2, v2)
   if maxlen == '0' then return end
   if k2 then
@@ -45,4 +55,17 @@ local function trim(zset, jobprefix, gc, cut, limit)
     redis.call('DEL', jk)
   end
   if #old > 0 then redis.call('ZREM', zset, unpack(old)) end
+end
+
+-- Lease a ready job to a worker under token tok. Returns its 9 claim fields (id, token, attempt, data,
+-- name, opts, created, secrets, ref), or nil for an id whose job hash is gone.
+local function claim(jp, id, tok, worker, now, lease, active, events, maxlen)
+  local jk = jp .. id
+  local f = redis.call('HMGET', jk, 'data', 'name', 'opts', 'created', 'secrets', 'ref')
+  if not f[1] then return nil end
+  local att = redis.call('HINCRBY', jk, 'att', 1)
+  redis.call('HSET', jk, 'state', 'active', 'token', tok, 'worker', worker, 'started', now)
+  redis.call('ZADD', active, now + lease, id)
+  emit(events, maxlen, 'active', id, 'attempt', att)
+  return {id, tok, att, f[1], f[2] or '', f[3] or '', f[4], f[5] or '', f[6] or ''}
 end
