@@ -16,12 +16,20 @@ from .errors import (
     UnknownQueue,
     UnrecoverableError,
 )
-from .hookspecs import hookimpl
 from .jobs import Failure, Job, JobOptions
 from .queue import AsyncQueueManager, QueueManager
 from .spec import QueueSpec
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # pluggy is loaded only where plugins are: a bare worker or producer never imports it
+    if name == "hookimpl":
+        from .hookspecs import hookimpl
+
+        return hookimpl
+    raise AttributeError(f"module 'jobq' has no attribute {name!r}")
 
 __all__ = [
     "AsyncQueueManager",

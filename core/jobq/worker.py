@@ -17,11 +17,9 @@ import signal
 import socket
 import time
 import traceback
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import attrs
 import redis
 import redis.asyncio
 
@@ -556,12 +554,6 @@ async def _quiet(coro: Any) -> None:
         log.warning("progress write failed: %s", type(exc).__name__)
 
 
-@attrs.define
-class WorkerOptions:
-    block_timeout: float = 5.0
-    presence_interval: float = 5.0
-
-
 class Worker:
     """Serve ``specs`` until :meth:`stop` (or SIGTERM/SIGINT with :meth:`run_forever`).
 
@@ -581,7 +573,7 @@ class Worker:
         self.settings = settings or Settings.from_env()
         self.specs = specs
         self.hooks = hooks
-        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.block_timeout = block_timeout
         self.presence_interval = presence_interval
         self.stopping = False
