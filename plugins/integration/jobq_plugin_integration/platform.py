@@ -8,6 +8,7 @@ the HTTP client; a platform only maps a report to its vendor's API.
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -75,7 +76,7 @@ class Sync:
     http: PlatformHttp
 
 
-class Platform:
+class Platform(abc.ABC):
     """Base class of a platform. Subclasses set the class attributes and implement the coroutines.
 
     ``credentials_type`` and ``config_type`` are frozen attrs classes with snake_case fields;
@@ -100,13 +101,13 @@ class Platform:
         """Strings to scrub from any text: every string field of the credentials by default."""
         return [v for v in attrs.asdict(credentials).values() if isinstance(v, str)]
 
+    @abc.abstractmethod
     async def create(self, sync: Sync) -> ExternalIssue:
         """Create the issue; raise the :mod:`errors` classes or :class:`jobq.Retry` on failure."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def update(self, sync: Sync, existing: ExternalIssue) -> ExternalIssue:
         """Bring the issue created earlier up to date with the report."""
-        raise NotImplementedError
 
     async def find_existing(self, sync: Sync) -> ExternalIssue | None:
         """Find an issue an earlier attempt created but could not record (its response was lost).
