@@ -9,6 +9,7 @@ and namespace contains the run's tag, so cleaning up deletes only what this run 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 import os
@@ -48,7 +49,7 @@ def paced(n: int, rate: float, send: Callable[[float], Any]) -> None:
         send(time.monotonic())
 
 
-class System:
+class System(abc.ABC):
     """One queue system under test (the base class documents the contract)."""
 
     key: ClassVar[str] = ""
@@ -65,11 +66,13 @@ class System:
         self.lat_file.touch()
         self.enqueued = 0
 
+    @abc.abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """The settings this system runs with, for the report."""
 
+    @abc.abstractmethod
     def worker_command(self) -> list[str]:
-        raise NotImplementedError
+        """The command that starts one worker process."""
 
     def worker_env(self) -> dict[str, str]:
         return {
@@ -80,23 +83,24 @@ class System:
             "PYTHONPATH": str(PEERS),
         }
 
+    @abc.abstractmethod
     def enqueue_single(self, n: int) -> float:
         """Add ``n`` no-op jobs with one API call each; return the seconds spent."""
-        raise NotImplementedError
 
     def enqueue_bulk(self, n: int, batch: int) -> float:
         """Add ``n`` no-op jobs ``batch`` at a time with the system's bulk API; return the seconds spent."""
-        raise NotImplementedError
+        raise TypeError(f"{self.label} has no bulk API (bulk_method is None): the benchmark never calls this")
 
+    @abc.abstractmethod
     def send_paced(self, n: int, rate: float) -> None:
-        raise NotImplementedError
+        """Add ``n`` latency-probe jobs at a steady ``rate`` per second."""
 
+    @abc.abstractmethod
     def pending(self) -> int:
         """Jobs this adapter enqueued that have not finished."""
-        raise NotImplementedError
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 (optional: only adapters holding connections override it)
+        """Release what the adapter holds."""
 
 
 # -- jobq -------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -108,4 +107,3 @@ def test_broken_plugin_is_reported_and_blocks_run(venv, prefix_env):
             assert run.wait(20) == 0
     finally:
         subprocess.run([*pip[:-2], "uninstall", "-y", "-q", "jobq-plugin-broken"], capture_output=True)
-        time.sleep(0)

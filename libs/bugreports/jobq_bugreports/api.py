@@ -169,7 +169,7 @@ def create_app(
     :param api_keys: default parsed from ``JOBQ_API_KEYS``; the app refuses to start without any.
     :param projects: default read from ``JOBQ_PROJECTS_FILE``.
     :param specs: queue specs used to validate payloads at enqueue, default those of the installed
-        plugins plus placeholders for intake queues no installed plugin declares.
+        plugins plus intake-only specs for the intake queues no installed plugin declares.
     :param max_body: request body limit in bytes, default ``JOBQ_API_MAX_BODY`` or 64 MiB.
     """
     e = os.environ if env is None else env
@@ -215,7 +215,7 @@ def create_app(
 
 
 def intake_specs() -> list[QueueSpec]:
-    """Specs of the installed plugins for the intake queues, placeholders for the others."""
+    """Specs of the installed plugins for the intake queues, intake-only specs for the others."""
     from jobq.plugins import load_plugins
 
     found: dict[str, QueueSpec] = {}

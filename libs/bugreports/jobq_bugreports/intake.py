@@ -213,7 +213,7 @@ def fallback_specs() -> list[QueueSpec]:
     """
 
     def not_here(job: Any) -> None:  # pragma: no cover - the API never runs jobs
-        raise RuntimeError("intake placeholder spec: install the plugin in the worker")
+        raise RuntimeError("an intake-only spec runs no jobs: install the plugin in the worker")
 
     secrets = {INTEGRATIONS: ("credentials",), NOTIFICATIONS: ("recipients",)}
     return [QueueSpec(name=q, handler=not_here, secret_fields=secrets.get(q, ())) for q in QUEUES]
