@@ -32,6 +32,36 @@ def redis_test_url() -> str:
     return os.environ.get("JOBQ_TEST_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
+class Canary:
+    """A listener on 127.0.0.1 that counts every connection it accepts: an SSRF test asserts it
+    stays at 0."""
+
+    def __init__(self, port: int = 0) -> None:
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.sock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # includes the accept timeout
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
 class Harness:
     """Real workers against real Redis, for tests."""
 

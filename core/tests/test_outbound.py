@@ -28,35 +28,9 @@ from jobq.outbound import (
     http_client,
     refusal_reason,
 )
+from jobq.testing import Canary
 
 ALLOWED_IP = "127.0.0.2"
-
-
-class Canary:
-    """A listener on 127.0.0.1 that counts every connection it accepts."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.sock = socket.create_server(("127.0.0.1", port))
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self.sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -11,12 +11,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make the support module importable
 
+from jobq.testing import Canary
 from jobq_plugin_notification import handler
 from notification_support import (
     NOTIFY_ENV,
     RECEIVER_HOST,
     WEBHOOK_SECRET,
-    Canary,
     Certs,
     Inbox,
     Receiver,

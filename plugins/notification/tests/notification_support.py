@@ -127,33 +127,6 @@ class _ReceiverHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class Canary:
-    """A listener on 127.0.0.1 counting the connections it receives (must stay at 0)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
 # -- environment and direct runs ---------------------------------------------------------------------
 
 

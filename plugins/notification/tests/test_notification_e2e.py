@@ -7,9 +7,9 @@ import logging
 
 import pytest
 import redis
-from jobq.testing import Harness
+from jobq.testing import Canary, Harness
 from jobq_plugin_notification import jobq_queues
-from notification_support import WEBHOOK_SECRET, Canary, Receiver, payload
+from notification_support import WEBHOOK_SECRET, Receiver, payload
 
 SPEC = jobq_queues()[0]
 SLACK_TOKEN = "xoxcanary-slack-token-5d1c"

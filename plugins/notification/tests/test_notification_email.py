@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from jobq import JobFailed, UnrecoverableError
+from jobq.testing import Canary
 from jobq_plugin_notification.config import NotificationConfig
 from jobq_plugin_notification.recipients import build_recipients
 from jobq_plugin_notification.render import Email
@@ -19,7 +20,6 @@ from notification_support import (
     SMTP_PASSWORD,
     SMTP_USER,
     SPECS,
-    Canary,
     Certs,
     Receiver,
     SmtpServer,

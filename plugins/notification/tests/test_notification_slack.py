@@ -7,7 +7,8 @@ import json
 import jsonschema
 import pytest
 from jobq import Retry, UnrecoverableError
-from notification_support import SPECS, Canary, Receiver, payload, run_job
+from jobq.testing import Canary
+from notification_support import SPECS, Receiver, payload, run_job
 
 SCHEMA = json.loads((SPECS / "slack" / "incoming-webhook.derived.json").read_text())
 HOOK = "/services/T0001/B0002/XXXXXXXXXXXXXXXXXXXXXXXX"

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import standardwebhooks
 from jobq import JobFailed, Retry, UnrecoverableError
+from jobq.testing import Canary
 from jobq_bugreports.store import ReportStore
 from jobq_plugin_notification.webhook import sign
-from notification_support import WEBHOOK_SECRET, Canary, Receiver, payload, run_job
+from notification_support import WEBHOOK_SECRET, Receiver, payload, run_job
 
 SECOND_SECRET = "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24tdGVzdHM="
 OWN_SECRET = "whsec_b3duLWVuZHBvaW50LXNlY3JldC0wMTIzNDU2Nzg5YWI="
