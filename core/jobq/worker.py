@@ -162,7 +162,8 @@ class QueueRunner:
     async def _fetch(self, acks: list[tuple[_Active, str, Any, float]], want: int) -> None:
         s = self.w.settings
         args: list[Any] = [self.keys.job_prefix, int(s.lease_seconds * 1000), want, os.urandom(6).hex() + ":",
-                           s.events_maxlen, int(s.retention_completed * 1000), int(s.retention_failed * 1000),
+                           s.events_maxlen, f"{int(s.retention_completed * 1000)},{s.retention_completed_count}",
+                           f"{int(s.retention_failed * 1000)},{s.retention_failed_count}",
                            self.w.id, len(acks)]
         keys = list(self._fetch_keys)
         for a, result, _r, _d in acks:

@@ -2,7 +2,7 @@
 -- KEYS: 1 wait, 2 prio, 3 delayed, 4 active, 5 completed, 6 failed, 7 meta, 8 events, 9 stats,
 --       10 gc, 11 seq, 11+i job key of ack i
 -- ARGV: 1 job key prefix, 2 lease ms, 3 n to claim, 4 token base, 5 events maxlen,
---       6 keep completed ms (-1 forever), 7 keep failed ms, 8 worker id, 9 n acks,
+--       6 keep completed "<ms>,<count>" (-1: no limit), 7 keep failed "<ms>,<count>", 8 worker id, 9 n acks,
 --       then 3 per ack: id, token, result
 local now = now_ms()
 local jp, lease, want, tbase, maxlen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
@@ -27,9 +27,18 @@ for i = 1, nack do
 end
 if done > 0 then redis.call('HINCRBY', KEYS[9], 'completed', done) end
 
-local keepc, keepf = tonumber(ARGV[6]), tonumber(ARGV[7])
+-- "<ms>,<count>", or "<ms>" alone (no count limit)
+local function keep(spec)
+  local ms, count = string.match(spec, '^(-?%d+),(-?%d+)$')
+  if ms then return tonumber(ms), tonumber(count) end
+  return tonumber(spec), -1
+end
+local keepc, keepcn = keep(ARGV[6])
+local keepf, keepfn = keep(ARGV[7])
 if keepc >= 0 then trim(KEYS[5], jp, KEYS[10], now - keepc, done + 8) end
 if keepf >= 0 then trim(KEYS[6], jp, KEYS[10], now - keepf, 8) end
+trim_count(KEYS[5], jp, KEYS[10], keepcn, done + 8)
+trim_count(KEYS[6], jp, KEYS[10], keepfn, 8)
 
 local claimed = {}
 if want > 0 and redis.call('HGET', KEYS[7], 'paused') ~= '1' then

@@ -57,6 +57,21 @@ local function trim(zset, jobprefix, gc, cut, limit)
   if #old > 0 then redis.call('ZREM', zset, unpack(old)) end
 end
 
+-- Delete the oldest finished jobs beyond the count kept, a bounded batch per call.
+local function trim_count(zset, jobprefix, gc, keep, limit)
+  if keep < 0 then return end
+  local over = redis.call('ZCARD', zset) - keep
+  if over <= 0 then return end
+  local old = redis.call('ZRANGE', zset, 0, math.min(over, limit) - 1)
+  for _, id in ipairs(old) do
+    local jk = jobprefix .. id
+    local ref = redis.call('HGET', jk, 'ref')
+    if ref then redis.call('RPUSH', gc, ref) end
+    redis.call('DEL', jk)
+  end
+  if #old > 0 then redis.call('ZREM', zset, unpack(old)) end
+end
+
 -- Lease a ready job to a worker under token tok. Returns its 9 claim fields (id, token, attempt, data,
 -- name, opts, created, secrets, ref), or nil for an id whose job hash is gone.
 local function claim(jp, id, tok, worker, now, lease, active, events, maxlen)
