@@ -247,6 +247,20 @@ def resume(obj: Ctx, queue: str) -> None:
     click.echo(f"resumed {queue}")
 
 
+@cli.command()
+@click.argument("queue")
+@click.argument("job_id")
+@click.option("--reason", default=None, help="kept with the job as its failure message")
+@click.pass_obj
+def cancel(obj: Ctx, queue: str, job_id: str, reason: str | None) -> None:
+    """Cancel a job: it never starts, or its running handler is stopped; never retried."""
+    was = obj.manager.cancel_job(queue, job_id, reason)
+    if was in ("completed", "failed", "cancelled"):
+        click.echo(f"{queue}/{job_id} had already ended ({was}); nothing to cancel")
+    else:
+        click.echo(f"cancelled {queue}/{job_id} (was {was})")
+
+
 @cli.group()
 def failed() -> None:
     """The dead-letter view: jobs that failed for good."""

@@ -170,7 +170,7 @@ class QueueRunner:
             keys.append(self.keys.job(a.id))
             args += (a.id, a.token, result)
         try:
-            now_ms, lost, claimed, next_due = await self.w.scripts.fetch(keys=keys, args=args)
+            now_ms, lost, claimed, next_due, to_resolve = await self.w.scripts.fetch(keys=keys, args=args)
         except Exception as exc:  # Redis down, or worse: keep the acks, back off, try again
             self.acks = acks + self.acks
             self.backoff = min(self.backoff * 2, 2.0)
@@ -184,6 +184,8 @@ class QueueRunner:
             self.reserved -= want
             self.kick.set()
         self.backoff = 0.025
+        if to_resolve:
+            self.w.resolve_dependents(self.spec.name)
         if acks:
             self._acked(acks, {x.decode() for x in lost})
         for i in range(0, len(claimed), 9):
@@ -295,6 +297,8 @@ class QueueRunner:
         started = time.monotonic()
         try:
             try:
+                if opts and opts.get("deps"):
+                    await self._load_dependency_results(a, opts["deps"])
                 if self.execution == "async":
                     if spec.payload is not None and not spec.lazy_payload:
                         a.ctx.data  # noqa: B018  (validate before the handler runs)
@@ -343,6 +347,12 @@ class QueueRunner:
             self.inflight.pop(a.id, None)
             self.kick.set()
 
+    async def _load_dependency_results(self, a: _Active, deps: list[list[str]]) -> None:
+        fields = [f"r:{q}|{i}" for q, i in deps]
+        values = await self.w.client.hmget(self.keys.job(a.id), fields)
+        a.ctx.dependency_results = {(q, i): json.loads(v) if v else None
+                                    for (q, i), v in zip(deps, values, strict=True)}
+
     async def _in_thread(self, a: _Active, timeout: float | None) -> Any:
         """Run a blocking handler in the pool. A thread cannot be killed: past the timeout the attempt
         fails, and its thread counts against the concurrency until the handler returns, so the next
@@ -369,7 +379,7 @@ class QueueRunner:
             "id": a.id, "queue": self.spec.name, "name": a.ctx.name, "attempt": a.attempt,
             "created_at": a.ctx.created_at, "token": a.token, "raw": a.ctx._raw, "ref": ref,
             "secrets": secrets, "payload": self.spec.payload, "lazy": self.spec.lazy_payload,
-            "settings": self.w.settings,
+            "settings": self.w.settings, "dependency_results": a.ctx.dependency_results,
         }
         fut = self.procs.schedule(_run_in_child, args=(self.spec.handler, state), timeout=timeout)
         try:
@@ -408,6 +418,8 @@ class QueueRunner:
             a.lost = True
             return
         will_retry = res[0] == b"RETRY"
+        if not will_retry and len(res) > 2 and int(res[2]):
+            self.w.resolve_dependents(spec.name)
         self.failures += 1
         if kind != "defer":
             log.warning("job %s/%s attempt %d failed: %s: %s%s", spec.name, a.id, a.attempt, code, message,
@@ -473,15 +485,23 @@ class QueueRunner:
                     self._lose(a, "leases could not be renewed")
             return
         self.last_beat_ok = time.monotonic()
-        for raw in lost:
-            a = self.inflight.get(raw.decode())
-            if a is not None:
-                self._lose(a, "its lease was taken over")
+        gone = [a for a in (self.inflight.get(raw.decode()) for raw in lost) if a is not None]
+        if gone:
+            try:
+                pipe = self.w.client.pipeline(transaction=False)
+                for a in gone:
+                    pipe.hget(self.keys.job(a.id), "state")
+                states = await pipe.execute()
+            except redis.RedisError:
+                states = [None] * len(gone)
+            for a, state in zip(gone, states, strict=True):
+                self._lose(a, "it was cancelled" if state == b"cancelled" else "its lease was taken over")
 
     def _lose(self, a: _Active, why: str) -> None:
         if a.lost:
             return
         a.lost = True
+        a.ctx._cancelled = True
         log.warning("job %s/%s: stopping, %s", self.spec.name, a.id, why)
         if a.task is not None and self.execution != "thread":
             a.task.cancel()
@@ -584,6 +604,7 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.runners: list[QueueRunner] = []
         self._storage: Any = None
+        self._dep_tasks: set[asyncio.Task[None]] = set()
         self.ready = False
 
     @property
@@ -747,7 +768,8 @@ class Worker:
                 await asyncio.to_thread(lambda ks=keys: [self.storage.delete(k) for k in ks])
 
     async def _heartbeats(self) -> None:
-        interval = max(self.settings.lease_seconds / 3, 0.05)
+        # at most a second apart: a cancelled job's handler is stopped within about a second
+        interval = max(min(self.settings.lease_seconds / 3, 1.0), 0.05)
         while not self._closed:
             await asyncio.sleep(interval)
             await asyncio.gather(*(r.heartbeat() for r in self.runners))
@@ -757,6 +779,25 @@ class Worker:
             await asyncio.sleep(self.settings.stall_interval)
             for r in self.runners:
                 await r.reap()
+                await self._dependencies(r.spec.name, sweep=True)
+
+    def resolve_dependents(self, queue: str) -> None:
+        """Resolve, in the background, the dependents of jobs of ``queue`` that just ended."""
+        task = asyncio.get_running_loop().create_task(self._dependencies(queue))
+        self._dep_tasks.add(task)
+        task.add_done_callback(self._dep_tasks.discard)
+
+    async def _dependencies(self, queue: str, sweep: bool = False) -> None:
+        from .dependencies import drain, reconcile
+        from .queue import _Ops, _run_async
+
+        ops = _Ops(self.settings, self.specs, strict=False)
+        try:
+            await _run_async(self.client, self.scripts, drain(ops, queue))
+            if sweep:
+                await _run_async(self.client, self.scripts, reconcile(ops, queue))
+        except redis.RedisError as exc:  # the outbox keeps its entries; the next sweep resolves them
+            log.warning("queue %s: resolving dependents failed (%s)", queue, type(exc).__name__)
 
     def health(self) -> dict[str, Any]:
         return {"id": self.id, "running": self.ready, "healthy": self._healthy(),

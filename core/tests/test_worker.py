@@ -145,19 +145,19 @@ def test_fencing_a_stale_attempt_cannot_write(jobq_settings):
             args += [job_id, tok, '{"done":1}']
         return sc.fetch(keys=keys, args=args)
 
-    _now, _lost, claimed, _ = fetch("old:")
+    _now, _lost, claimed, *_ = fetch("old:")
     stale = claimed[1].decode()
     wait_until(lambda: client.zscore(k.active, "j1") < int(client.time()[0]) * 1000, 5)
     reap = k.reap_keys()
     assert sc.reap(keys=reap, args=[1, 100, 2, k.job_prefix, 100]) == 1
-    _now, _lost, claimed, _ = fetch("new:", lease=30000)
+    _now, _lost, claimed, *_ = fetch("new:", lease=30000)
     fresh = claimed[1].decode()
     assert fresh != stale and int(claimed[2]) == 2
     assert sc.heartbeat(keys=[k.active, k.job("j1")], args=[30000, "j1", stale]) == [b"j1"]
     assert sc.progress(keys=[k.job("j1"), k.events], args=["j1", stale, '"x"', 100]) == 0
-    _now, lost, _c, _ = fetch("z:", acks=[("j1", stale)])
+    _now, lost, _c, *_ = fetch("z:", acks=[("j1", stale)])
     assert lost == [b"j1"] and m.get_job_status("f", "j1") == "active"
-    _now, lost, _c, _ = fetch("z:", acks=[("j1", fresh)])
+    _now, lost, _c, *_ = fetch("z:", acks=[("j1", fresh)])
     assert lost == [] and m.get_job("f", "j1").result == {"done": 1}
     assert m.get_job("f", "j1").stalls == 1
     client.close()

@@ -1,4 +1,5 @@
 -- One round trip per batch: acknowledge finished jobs, trim old ones, claim up to n ready jobs.
+-- Returns {now, lost ids, claim records, ms to the next delayed job, dependents queued to resolve}.
 -- KEYS: 1 wait, 2 prio, 3 delayed, 4 active, 5 completed, 6 failed, 7 meta, 8 events, 9 stats,
 --       10 gc, 11 seq, 11+i job key of ack i
 -- ARGV: 1 job key prefix, 2 lease ms, 3 n to claim, 4 token base, 5 events maxlen,
@@ -9,7 +10,7 @@ local jp, lease, want, tbase, maxlen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV
 local nack = tonumber(ARGV[9])
 
 local lost = {}
-local done = 0
+local done, nres = 0, 0
 for i = 1, nack do
   local b = 9 + (i - 1) * 3
   local id, tok = ARGV[b + 1], ARGV[b + 2]
@@ -20,6 +21,8 @@ for i = 1, nack do
     redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', ARGV[b + 3])
     redis.call('HDEL', jk, 'token', 'secrets', 'code', 'error', 'stack')
     emit(KEYS[8], maxlen, 'completed', id)
+    local base, name = job_names(jk, id)
+    nres = nres + dependents_out(jk, base .. 'resolve', name, 'completed', ARGV[b + 3])
     done = done + 1
   else
     lost[#lost + 1] = id
@@ -78,4 +81,4 @@ if #claimed == 0 then
   local h = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
   if h[2] then nextdue = tonumber(h[2]) - now end
 end
-return {now, lost, claimed, nextdue}
+return {now, lost, claimed, nextdue, nres}

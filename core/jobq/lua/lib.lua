@@ -84,3 +84,30 @@ local function claim(jp, id, tok, worker, now, lease, active, events, maxlen)
   emit(events, maxlen, 'active', id, 'attempt', att)
   return {id, tok, att, f[1], f[2] or '', f[3] or '', f[4], f[5] or '', f[6] or ''}
 end
+
+-- The key base ("<prefix>:{<queue>}:") and the "<queue>|<id>" name of a job, from its key.
+local function job_names(jk, id)
+  local base = string.sub(jk, 1, #jk - #id - 4)
+  return base, string.match(base, '{(.-)}:$') .. '|' .. id
+end
+
+-- A job reached a terminal state: hand each job that depends on it to the queue's resolve outbox,
+-- where a worker (or the manager that cancelled it) resolves it in the dependent's own slot.
+-- Returns how many entries it queued.
+local function dependents_out(jk, outbox, dep, state, result)
+  local dn = redis.call('HGET', jk, 'dn')
+  if not dn then return 0 end
+  redis.call('HDEL', jk, 'dn')
+  local n = 0
+  for target in string.gmatch(dn, '[^\n]+') do
+    redis.call('RPUSH', outbox, cjson.encode({t = target, d = dep, s = state, r = result or ''}))
+    n = n + 1
+  end
+  return n
+end
+
+-- Remove a job from the ready structures (cancel of a waiting job).
+local function drop_ready(wait, prio, id)
+  redis.call('LREM', wait, 1, id)
+  redis.call('ZREM', prio, id)
+end
