@@ -140,8 +140,6 @@ def drain(ops: _Ops, queue: str, budget: int = 1000) -> Any:
         outbox = ops.keys(q).resolve
         while done < budget:
             entries = yield ("LRANGE", outbox, 0, 99)
-            if not entries:
-                break
             for raw in entries:
                 e = json.loads(raw)
                 tq, _, tid = e["t"].partition("|")
@@ -150,6 +148,8 @@ def drain(ops: _Ops, queue: str, budget: int = 1000) -> Any:
                     todo.append(tq)
                 yield ("LREM", outbox, 1, raw)
                 done += 1
+            if len(entries) < 100:
+                break
     return done
 
 
