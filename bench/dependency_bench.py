@@ -4,10 +4,11 @@ handler starting, across two queues, through one worker process.
     .venv/bin/python bench/dependency_bench.py [--pairs 300] [--rate 50]
 
 Each pair is a job A on queue ``dep-a`` (its handler takes 20 ms) and a job B on ``dep-b`` added
-with ``depends_on=[A]`` while A runs; pairs are added at a steady rate to an idle worker. A's handler notes ``time.monotonic()`` as it
-returns and B's as it starts (one process, one clock). For comparison the same worker runs pairs
-chained by hand, where A's handler enqueues B itself on its way out (the usual workaround without
-dependencies; it loses B when the worker dies between the two). Prints p50/p99/max in ms.
+with ``depends_on=[A]`` while A runs; pairs are added at a steady rate to an idle worker. A's
+handler notes ``time.monotonic()`` as it returns and B's as it starts (one process, one clock). For
+comparison the same worker runs pairs chained by hand, where A's handler enqueues B itself on its
+way out (the usual workaround without dependencies; it loses B when the worker dies between the
+two). Prints p50/p99/max in ms.
 """
 
 from __future__ import annotations

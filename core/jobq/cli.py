@@ -138,6 +138,9 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
         raise click.ClickException(f"refusing to start: {exc}") from None
     if not specs:
         raise click.ClickException("no queues to serve: no enabled plugin declares one")
+    from . import tracing
+
+    tracing.setup(configure_sdk=True)  # OTEL_* decide; off without jobq[otel]
     worker = Worker(specs, obj.settings, hooks=host)
     if metrics_port:
         from . import metrics
@@ -145,7 +148,10 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
         metrics.serve(int(metrics_port), obj.settings, worker, addr=metrics_addr)
         click.echo(f"metrics on http://{metrics_addr}:{metrics_port}/metrics", err=True)
     click.echo(f"jobq worker {worker.id}: " + ", ".join(f"{s.name} x{s.concurrency}" for s in specs), err=True)
-    worker.run_forever()
+    try:
+        worker.run_forever()
+    finally:
+        tracing.shutdown()
 
 
 @cli.command()

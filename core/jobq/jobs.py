@@ -64,6 +64,7 @@ class Job:
         opts = json.loads(g["opts"]) if g.get("opts") else {}
         deps = tuple((q, i) for q, i in opts.pop("deps", ()))
         opts.pop("gate", None)
+        opts.pop("tp", None)
         return cls(
             id=job_id,
             queue=queue,

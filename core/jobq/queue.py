@@ -17,6 +17,7 @@ import attrs
 import redis
 import redis.asyncio
 
+from . import tracing
 from .config import Settings
 from .errors import ConfigError, InvalidOptions, InvalidPayload, JobNotFound, PayloadTooLarge, UnknownQueue
 from .jobs import REDACTED, STATES, Job, JobOptions, job_to_dict
@@ -151,6 +152,7 @@ class _Ops:
         self.strict = strict
         self._known: set[str] = set(self.specs)
         self._storage: Any = None
+        tracing.setup()
 
     def keys(self, queue: str) -> QueueKeys:
         return QueueKeys(self.settings.prefix, queue)
@@ -207,7 +209,7 @@ class _Ops:
 
     def add_jobs(self, queue: str, jobs: Iterable[tuple[str | None, Any] | tuple[str | None, Any, Mapping[str, Any]]],
                  ) -> Op[list[Job]]:
-        from .dependencies import add_blocked, check_dependencies
+        from .dependencies import check_dependencies
 
         yield from self._check_queue(queue)
         prepared, blocked, deps, policies = [], [], [], []
@@ -235,22 +237,22 @@ class _Ops:
             if missing:
                 raise InvalidOptions(f"depends_on names jobs that do not exist: {', '.join(sorted(missing))}")
         yield from self._upload(prepared + blocked)
+        span = None
+        if tracing.TRACER is not None:
+            span, traceparent = tracing.start_send(queue, ids)
+            if traceparent:
+                _stamp_trace(prepared + blocked, traceparent)
+        try:
+            states, now_ms = yield from self._write(queue, prepared, blocked, deps, policies)
+        except BaseException as exc:
+            if span is not None:
+                tracing.end(span, exc)
+            raise
+        if span is not None:
+            span.end()
         k = self.keys(queue)
-        states: dict[str, str] = {}
-        now_ms = 0
-        if prepared:
-            args: list[Any] = [self.settings.events_maxlen, len(prepared), k.base]
-            for p in prepared:
-                args.extend(p[:8])
-            res = yield _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq, k.idle, k.active,
-                                            k.meta, *(k.job(p[0]) for p in prepared)], args)
-            now_ms = res[0]
-            states.update((p[0], s.decode() if isinstance(s, bytes) else s)
-                          for p, s in zip(prepared, res[1:], strict=True))
-        if blocked:
-            now_ms, bstates = yield from add_blocked(self, queue, blocked, deps, policies)
-            states.update((p[0], s) for p, s in zip(blocked, bstates, strict=True))
         now = now_ms / 1000
+        now_ms = 0
         existing = [i for i in ids if states[i]]
         orphans = [p[7] for p in prepared + blocked if p[7] and states[p[0]]]
         if orphans:  # the id existed: the job keeps its own payload, this upload is not needed
@@ -273,6 +275,28 @@ class _Ops:
                            depends_on=tuple(blocked_ids.get(p[0], ()))))
         order = {i: n for n, i in enumerate(ids)}
         return sorted(out, key=lambda j: order[j.id])
+
+    def _write(self, queue: str, prepared: list[list[Any]], blocked: list[list[Any]],
+               deps: list[list[tuple[str, str]]], policies: list[str]) -> Op[tuple[dict[str, str], int]]:
+        """Create the jobs (ready ones in one enqueue.lua call); the states of ids that existed."""
+        from .dependencies import add_blocked
+
+        k = self.keys(queue)
+        states: dict[str, str] = {}
+        now_ms = 0
+        if prepared:
+            args: list[Any] = [self.settings.events_maxlen, len(prepared), k.base]
+            for p in prepared:
+                args.extend(p[:8])
+            res = yield _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq, k.idle, k.active,
+                                            k.meta, *(k.job(p[0]) for p in prepared)], args)
+            now_ms = res[0]
+            states.update((p[0], s.decode() if isinstance(s, bytes) else s)
+                          for p, s in zip(prepared, res[1:], strict=True))
+        if blocked:
+            now_ms, bstates = yield from add_blocked(self, queue, blocked, deps, policies)
+            states.update((p[0], s) for p, s in zip(blocked, bstates, strict=True))
+        return states, now_ms
 
     def add_job(self, queue: str, job_id: str | None, data: Any, **options: Any) -> Op[Job]:
         jobs = yield from _Ops.add_jobs(self, queue, [(job_id, data, options)])
@@ -446,6 +470,14 @@ class _Ops:
         rows = yield ("XRANGE", self.keys(queue).events, f"({last_id}" if last_id != "0-0" else "-", "+",
                       "COUNT", count)
         return [{"id": i.decode(), **{a.decode(): b.decode() for a, b in f.items()}} for i, f in rows]
+
+
+def _stamp_trace(prepared: list[list[Any]], traceparent: str) -> None:
+    """Store the W3C trace context in each job's options (``tp``), where the worker finds it."""
+    for p in prepared:
+        opts = json.loads(p[4]) if p[4] else {}
+        opts["tp"] = traceparent
+        p[4] = _dumps(opts, "options")
 
 
 def _exec_sync(client: redis.Redis, scripts: Scripts, call: Any) -> Any:

@@ -9,6 +9,7 @@ renews every active lease; one presence task announces the worker and its queues
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import logging
@@ -23,6 +24,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from . import tracing
 from .config import Settings
 from .context import JobContext
 from .errors import Retry, is_retryable, reason_code
@@ -42,7 +44,8 @@ MESSAGE_LIMIT = 2_000
 class _Active:
     """One running attempt."""
 
-    __slots__ = ("attempt", "ctx", "id", "lost", "pending", "secrets", "started", "task", "token")
+    __slots__ = ("attempt", "code", "ctx", "id", "lost", "outcome", "pending", "secrets", "span", "started", "task",
+                 "token")
 
     def __init__(self, id: str, token: str, attempt: int, ctx: JobContext, secrets: list[str]) -> None:
         self.id = id
@@ -54,6 +57,9 @@ class _Active:
         self.pending: list[Any] = []
         self.started = time.monotonic()
         self.task: asyncio.Task[None] | None = None
+        self.span: Any = None  # the attempt's trace span while tracing is on
+        self.outcome = "lost"
+        self.code: str | None = None
 
 
 def _resolve_execution(spec: QueueSpec) -> str:
@@ -287,8 +293,12 @@ class QueueRunner:
         if self.w.hooks is not None:
             self.w.hooks.job_started(queue=spec.name, job_id=job_id, attempt=attempt,
                                      wait=max(0.0, (now_ms - int(created)) / 1000))
-        active.task = asyncio.get_running_loop().create_task(self._execute(active, opts, ref.decode() if ref
-                                                                           else None, secrets))
+        run = self._execute(active, opts, ref.decode() if ref else None, secrets)
+        if tracing.TRACER is None:
+            active.task = asyncio.get_running_loop().create_task(run)
+        else:  # the handler runs inside the attempt's span: its own HTTP calls are children of it
+            active.span, context = tracing.start_process(spec.name, job_id, attempt, opts.get("tp") if opts else None)
+            active.task = asyncio.get_running_loop().create_task(run, context=context)
 
     async def _execute(self, a: _Active, opts: dict[str, Any] | None, ref: str | None,
                        secrets: dict[str, Any] | None) -> None:
@@ -316,6 +326,7 @@ class QueueRunner:
                     await asyncio.gather(*a.pending, return_exceptions=True)
             except asyncio.CancelledError:
                 if not a.lost:
+                    a.outcome = "released"
                     await self._release(a)
                 return
             except TimeoutError:
@@ -342,10 +353,14 @@ class QueueRunner:
                 return
             duration = time.monotonic() - started
             self.busy_seconds += duration
+            a.outcome = "completed"
             self.acks.append((a, result_json, result, duration))
         finally:
             self.inflight.pop(a.id, None)
             self.kick.set()
+            if a.span is not None:
+                tracing.end_process(a.span, "cancelled" if a.ctx.cancelled and a.outcome == "lost" else a.outcome,
+                                    a.code)
 
     async def _load_dependency_results(self, a: _Active, deps: list[list[str]]) -> None:
         fields = [f"r:{q}|{i}" for q, i in deps]
@@ -357,7 +372,10 @@ class QueueRunner:
         """Run a blocking handler in the pool. A thread cannot be killed: past the timeout the attempt
         fails, and its thread counts against the concurrency until the handler returns, so the next
         job never waits (with its own clock running) behind it."""
-        cf = self.threads.submit(_call_sync, self.spec, a.ctx)  # type: ignore[union-attr]
+        if a.span is None:
+            cf = self.threads.submit(_call_sync, self.spec, a.ctx)  # type: ignore[union-attr]
+        else:  # carry the attempt's span into the thread
+            cf = self.threads.submit(contextvars.copy_context().run, _call_sync, self.spec, a.ctx)  # type: ignore[union-attr]
         fut = asyncio.wrap_future(cf)
         if not timeout:
             return await fut
@@ -418,6 +436,7 @@ class QueueRunner:
             a.lost = True
             return
         will_retry = res[0] == b"RETRY"
+        a.outcome, a.code = ("deferred" if kind == "defer" else "retry") if will_retry else "failed", code
         if not will_retry and len(res) > 2 and int(res[2]):
             self.w.resolve_dependents(spec.name)
         self.failures += 1
@@ -639,6 +658,7 @@ class Worker:
     async def run(self) -> None:
         """Serve until stopped, then drain within ``settings.shutdown_grace`` and hand back the rest."""
         self.loop = asyncio.get_running_loop()
+        tracing.setup()
         self._stop_event = asyncio.Event()
         if self.stopping:
             self._stop_event.set()
