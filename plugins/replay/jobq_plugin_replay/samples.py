@@ -31,7 +31,11 @@ def synthetic_events(count: int, *, start: int = 1_700_000_000_000, step_ms: flo
     return events
 
 
-def payload(events: Any, bug_report_id: str = "report-1", project_id: str = "project-1") -> bytes:
-    """The raw JSON payload a producer's ``{bugReportId, projectId, replayData}`` becomes."""
-    return json.dumps({"bugReportId": bug_report_id, "projectId": project_id, "replayData": events},
-                      separators=(",", ":")).encode()
+def payload(events: Any, bug_report_id: str = "report-1", project_id: str = "project-1",
+            privacy: Any = None) -> bytes:
+    """The raw JSON payload a producer's ``{bugReportId, projectId, privacy, replayData}`` becomes."""
+    body: dict[str, Any] = {"bugReportId": bug_report_id, "projectId": project_id}
+    if privacy is not None:
+        body["privacy"] = privacy
+    body["replayData"] = events
+    return json.dumps(body, separators=(",", ":")).encode()
