@@ -14,7 +14,8 @@ from jobq.storage import Storage
 from jobq_plugin_replay import process
 
 REPLAY_ENV = ("REPLAY_MAX_BYTES", "REPLAY_MAX_EVENTS", "REPLAY_MAX_DEPTH", "REPLAY_CHUNK_SECONDS",
-              "REPLAY_GZIP_LEVEL", "REPLAY_SPOOL_MEMORY_BYTES")
+              "REPLAY_IDLE_SECONDS", "REPLAY_MAX_CHUNK_BYTES", "REPLAY_MAX_CHUNKS", "REPLAY_GZIP_LEVEL",
+              "REPLAY_SPOOL_MEMORY_BYTES")
 
 
 def _corpus_dir() -> Path | None:
