@@ -227,6 +227,8 @@ class Masker:
         return flags & ~ALLOWED
 
     def _marks(self, attributes: Mapping[str, Any]) -> bool:
+        if not attributes:
+            return False
         classes = attributes.get("class")
         if type(classes) is str and not self._classes.isdisjoint(classes.split()):
             return True
@@ -234,27 +236,26 @@ class Masker:
 
     def _walk(self, root: Any, inherited: int) -> None:
         stack = [(root, inherited)]
+        pop, push, record, element = stack.pop, stack.extend, self._set, self._element
         while stack:
-            node, flags = stack.pop()
+            node, flags = pop()
             if type(node) is not dict:
                 continue
             kind = node.get("type")
             if kind == TEXT:
-                text = node.get("textContent")
-                masked = flags & (MASK_TEXT | IN_MASKED_TEXTAREA) and not flags & NO_TEXT_MASK
-                if masked and type(text) is str and text:
-                    node["textContent"] = mask_text(text)
-                    self.text_nodes += 1
-                self._set(node.get("id"), SEEN | flags)
+                if flags & (MASK_TEXT | IN_MASKED_TEXTAREA) and not flags & NO_TEXT_MASK:
+                    content = node.get("textContent")
+                    if type(content) is str and content:
+                        node["textContent"] = mask_text(content)
+                        self.text_nodes += 1
+                record(node.get("id"), SEEN | flags)
                 continue
-            own = flags | SEEN
-            if kind == ELEMENT:
-                own = self._element(node, flags)
-            self._set(node.get("id"), own)
+            own = element(node, flags) if kind == ELEMENT else flags | SEEN
+            record(node.get("id"), own)
             children = node.get("childNodes")
-            if type(children) is list:
+            if children and type(children) is list:
                 down = own & _INHERITED
-                stack.extend((child, down) for child in reversed(children))
+                push([(child, down) for child in reversed(children)])
 
     def _element(self, node: dict[str, Any], inherited: int) -> int:
         tag = node.get("tagName")
