@@ -630,7 +630,7 @@ class Worker:
         background: list[asyncio.Task[Any]] = []
         pumps: list[asyncio.Task[Any]] = []
         try:
-            await self._announce()
+            await self._announce_at_start()
             for r in self.runners:
                 pumps.append(asyncio.create_task(r.pump(), name=f"jobq-pump-{r.spec.name}"))
                 background.append(asyncio.create_task(r.listen(), name=f"jobq-listen-{r.spec.name}"))
@@ -695,6 +695,18 @@ class Worker:
                             "set it to 'noeviction'", value)
         except redis.ResponseError:
             pass  # CONFIG not allowed for this ACL user
+
+    async def _announce_at_start(self) -> None:
+        """Announce, but serve even if Redis refuses: at ``maxmemory`` only workers free memory, so a
+        worker that exited here would leave a supervisor restarting it forever. ``_presence`` retries."""
+        try:
+            await self._announce()
+        except redis.OutOfMemoryError:
+            log.warning("worker %s cannot announce itself: Redis is at its maxmemory and refuses writes; "
+                        "serving anyway (draining frees memory), retrying every %.0fs", self.id, self.presence_interval)
+        except redis.RedisError as exc:
+            log.warning("worker %s cannot announce itself (%s); serving anyway, retrying every %.0fs",
+                        self.id, type(exc).__name__, self.presence_interval)
 
     async def _announce(self) -> None:
         s = self.settings

@@ -36,6 +36,7 @@ from .lock import report_lock
 from .payload import SEVERITIES, IntegrationJob
 from .platform import ExternalIssue, Platform, Report, Sync
 from .redact import Redactor
+from .references import resolve_references
 from .registry import Registry, default_registry
 
 TIMEOUT_ENV = "JOBQ_INTEGRATION_HTTP_TIMEOUT"
@@ -183,29 +184,6 @@ Lock = Callable[[str, str], AbstractAsyncContextManager[Any]]
 @contextlib.asynccontextmanager
 async def no_lock(_platform: str, _marker: str) -> AsyncIterator[None]:
     yield
-
-
-ENV_REFERENCE = "env:"
-
-
-def resolve_references(credentials: Any) -> Any:
-    """Replace ``"env:NAME"`` credential values with the worker's ``NAME`` environment variable.
-
-    A project can then name a secret instead of carrying it: the token never enters Redis, the
-    report store or the API. A reference to an unset variable fails the job (no retry helps).
-    """
-    if not isinstance(credentials, dict):
-        return credentials
-    out = {}
-    for key, value in credentials.items():
-        if isinstance(value, str) and value.startswith(ENV_REFERENCE):
-            name = value[len(ENV_REFERENCE):]
-            if not name or name not in os.environ:
-                raise InvalidField(f"credentials.{key}", f"refers to environment variable {name!r}, "
-                                   "which is not set on the worker")
-            value = os.environ[name]
-        out[key] = value
-    return out
 
 
 async def run_sync(payload: IntegrationJob, *, job_id: str, attempt: int, since: float, store: Store,
