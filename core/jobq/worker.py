@@ -28,7 +28,7 @@ from .context import JobContext
 from .errors import Retry, is_retryable, reason_code
 from .keys import QueueKeys, queues_key, worker_key, workers_key
 from .queue import make_client
-from .redaction import redact, secret_values
+from .redaction import redact, secret_values, secrets_in_logs
 from .scripts import Scripts
 from .serialization import structure_payload
 from .spec import QueueSpec
@@ -284,8 +284,12 @@ class QueueRunner:
         if self.w.hooks is not None:
             self.w.hooks.job_started(queue=spec.name, job_id=job_id, attempt=attempt,
                                      wait=max(0.0, (now_ms - int(created)) / 1000))
-        active.task = asyncio.get_running_loop().create_task(self._execute(active, opts, ref.decode() if ref
-                                                                           else None, secrets))
+        active.task = asyncio.get_running_loop().create_task(self._scrubbed(active, opts, ref.decode() if ref
+                                                                            else None, secrets))
+
+    async def _scrubbed(self, a: _Active, *args: Any) -> None:
+        with secrets_in_logs(a.secrets):  # whatever logs while the job runs, DEBUG libraries included
+            await self._execute(a, *args)
 
     async def _execute(self, a: _Active, opts: dict[str, Any] | None, ref: str | None,
                        secrets: dict[str, Any] | None) -> None:

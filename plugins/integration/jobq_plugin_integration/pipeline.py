@@ -28,6 +28,7 @@ import attrs
 import httpx
 from jobq import JobContext, JobFailed, Retry, Settings, UnrecoverableError
 from jobq.outbound import describe_url
+from jobq.redaction import secrets_in_logs
 
 from .errors import InvalidField, ProtocolError, ReportNotFound
 from .fields import structure
@@ -214,7 +215,8 @@ async def run_sync(payload: IntegrationJob, *, job_id: str, attempt: int, since:
         existing = previous_issue(row, platform.name, target)
 
         progress("3/4")
-        issue, status = await _call_platform(platform, sync, existing, redact)
+        with secrets_in_logs(redact.values):  # a vendor echoing the token into headers meets DEBUG loggers
+            issue, status = await _call_platform(platform, sync, existing, redact)
 
         progress("4/4")
         record = {"externalId": issue.external_id, "externalUrl": issue.external_url, "status": status,
