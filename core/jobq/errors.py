@@ -56,10 +56,11 @@ class PayloadTooLarge(EnqueueError):
 
 
 class QueueUnavailable(EnqueueError):
-    """Redis could not be reached or did not answer: the job was not enqueued.
+    """Redis could not be reached (nothing was written) or did not answer in time.
 
-    Enqueue is idempotent per job id, so trying again later with the same id never makes a
-    second job. ``queue`` names the queue; the Redis error is the ``__cause__``.
+    After a timeout the enqueue may have landed; enqueue is idempotent per job id, so trying
+    again with the same id never makes a second job. ``queue`` names the queue; the Redis error
+    is the ``__cause__``.
     """
 
     def __init__(self, message: str, *, queue: str = "") -> None:
