@@ -84,3 +84,13 @@ def test_a_worker_started_on_a_full_redis_serves_and_drains(
         wait_until(lambda: harness.manager.list_workers(), 10, message="the worker to announce itself once it can")
     finally:
         harness.close()
+
+
+def test_a_redis_that_does_not_answer_gives_queue_unavailable(jobq_redis_server: RedisServer) -> None:
+    settings = make_test_settings(redis_url=jobq_redis_server.url, socket_timeout=0.3)
+    with QueueManager(settings, [QUEUE]) as qm:
+        qm.add_job("full", "warm", {"n": 0})  # connected and scripts loaded: the pause hits the enqueue itself
+        jobq_redis_server.client.client_pause(1500, all=True)
+        with pytest.raises(QueueUnavailable, match="did not answer in time") as info:
+            qm.add_job("full", "j1", {"n": 1})
+    assert isinstance(info.value.__cause__, redis.TimeoutError)
