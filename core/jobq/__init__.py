@@ -18,6 +18,8 @@ from .errors import (
 )
 from .jobs import Failure, Job, JobOptions
 from .queue import AsyncQueueManager, QueueManager
+from .results import JobNotCompleted, WaitTimeout
+from .schedules import Schedule, ScheduleInfo, ScheduleNotFound
 from .spec import QueueSpec
 
 __version__ = "0.1.0"
@@ -43,14 +45,19 @@ __all__ = [
     "InvalidPayload",
     "JobContext",
     "JobFailed",
+    "JobNotCompleted",
     "JobNotFound",
     "JobqError",
     "PayloadTooLarge",
     "PluginError",
     "QueueSpec",
     "Retry",
+    "Schedule",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "Settings",
     "UnknownQueue",
     "UnrecoverableError",
+    "WaitTimeout",
     "hookimpl",
 ]

@@ -72,6 +72,7 @@ QUEUE_KEYS = (
     "gc",         # LIST claim-check blobs to delete from storage
     "seq",        # STRING counter ordering equal priorities (and hand-off tokens)
     "idle",       # ZSET "<lease ms>|<worker id>" -> until when that worker takes jobs handed to it
+    "schedules",  # HASH def:<name> JSON, last:<name> tick ms, paused:<name>, declared:<name> (by a spec)
 )
 for _name in QUEUE_KEYS:
     setattr(QueueKeys, _name, property(lambda self, _n=_name: self.base + _n))

@@ -21,6 +21,8 @@ from .config import Settings
 from .errors import ConfigError, InvalidOptions, InvalidPayload, JobNotFound, PayloadTooLarge, UnknownQueue
 from .jobs import REDACTED, STATES, Job, JobOptions, job_to_dict
 from .keys import JOB_ID, QueueKeys, queues_key, worker_key, workers_key
+from .results import ResultOps
+from .schedules import ScheduleOps
 from .scripts import Scripts
 from .serialization import structure_payload
 from .spec import QUEUE_NAME, QueueSpec
@@ -141,7 +143,7 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class _Ops:
+class _Ops(ScheduleOps, ResultOps):
     """Every operation, written once as a generator of Redis calls."""
 
     def __init__(self, settings: Settings | None = None, specs: Iterable[QueueSpec] | None = None,
@@ -213,11 +215,7 @@ class _Ops:
 
             yield _Blocking(upload)
         k = self.keys(queue)
-        args: list[Any] = [self.settings.events_maxlen, len(prepared), k.base]
-        for p in prepared:
-            args.extend(p[:8])
-        res = yield _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq, k.idle, k.active,
-                                        k.meta, *(k.job(i) for i in ids)], args)
+        res = yield _Ops._enqueue_call(self, queue, prepared)
         now = res[0] / 1000
         existing = [i for i, state in zip(ids, res[1:], strict=True) if state]
         orphans = [p[7] for p in prepared if p[7] and p[0] in set(existing)]
@@ -238,6 +236,15 @@ class _Ops:
                            state="delayed" if p[5] > 0 else "waiting", created_at=now,
                            payload_ref=p[7] or None))
         return out
+
+    def _enqueue_call(self, queue: str, prepared: list[list[Any]]) -> _Script:
+        """The enqueue script call for jobs from ``_prepare`` (a schedule tick extends it)."""
+        k = self.keys(queue)
+        args: list[Any] = [self.settings.events_maxlen, len(prepared), k.base]
+        for p in prepared:
+            args.extend(p[:8])
+        return _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq, k.idle, k.active,
+                                   k.meta, *(k.job(p[0]) for p in prepared)], args)
 
     def add_job(self, queue: str, job_id: str | None, data: Any, **options: Any) -> Op[Job]:
         jobs = yield from _Ops.add_jobs(self, queue, [(job_id, data, options)])
@@ -457,7 +464,9 @@ async def _run_async(client: redis.asyncio.Redis, scripts: Scripts, gen: Op[T]) 
 
 _PUBLIC = ("add_job", "add_jobs", "get_job", "get_job_status", "get_queue_metrics", "get_queue_stats",
            "list_queues", "get_counters", "list_jobs", "list_workers", "health_check", "pause_queue",
-           "resume_queue", "retry_job", "retry_failed", "remove_job", "purge", "read_events")
+           "resume_queue", "retry_job", "retry_failed", "remove_job", "purge", "read_events", "wait_for",
+           "add_schedule", "remove_schedule", "pause_schedule", "resume_schedule", "trigger_schedule",
+           "list_schedules")
 
 
 def _sync_method(name: str) -> Callable[..., Any]:
