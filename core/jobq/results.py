@@ -36,15 +36,10 @@ class WaitTimeout(JobqError, TimeoutError):
 
 
 def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    """``XREAD`` entries of the single stream read, whatever shape the client parsed them into."""
+    """``XREAD`` entries of the one stream read (redis-py's RESP2 shape: ``[[name, [(id, fields)]]]``)."""
     if not reply:
         return []
-    if isinstance(reply, dict):  # RESP3
-        streams = list(reply.values())
-        return [(i, f) for i, f in streams[0][0]] if streams and streams[0] and isinstance(streams[0][0], list) \
-            else list(streams[0]) if streams else []
-    rows = reply[0][1]
-    return [(i, f if isinstance(f, dict) else dict(zip(f[::2], f[1::2], strict=True))) for i, f in rows]
+    return [(i, f if isinstance(f, dict) else dict(zip(f[::2], f[1::2], strict=True))) for i, f in reply[0][1]]
 
 
 class ResultOps:
