@@ -126,6 +126,13 @@ class Schedule:
         except InvalidOptions as exc:
             raise InvalidOptions(f"{where}: {exc}") from None
 
+    def check_no_secrets(self, secret_fields: tuple[str, ...]) -> None:
+        """Refuse data holding the queue's secret fields: a definition is stored and listed as it is."""
+        held = sorted(set(secret_fields) & set(self.data)) if isinstance(self.data, dict) else []
+        if held:
+            raise InvalidOptions(f"schedule {self.name}: data holds secret field(s) {', '.join(held)}, which a "
+                                 "schedule would store in clear; pass a reference the handler resolves instead")
+
     # -- ticks (Unix milliseconds) -------------------------------------------------------------
     @property
     def _every_ms(self) -> int:
@@ -261,8 +268,10 @@ class ScheduleOps:
             raise InvalidOptions("add_schedule takes a jobq.Schedule")
         yield from _Ops._check_queue(self, queue)  # type: ignore[arg-type]
         spec = self.specs.get(queue)  # type: ignore[attr-defined]
-        if spec is not None and spec.payload is not None:
-            structure_payload(schedule.data, spec.payload)
+        if spec is not None:
+            schedule.check_no_secrets(spec.secret_fields)
+            if spec.payload is not None:
+                structure_payload(schedule.data, spec.payload)
         res = yield self._schedule_call(queue, "set", schedule.name, schedule.to_json())
         if res == -1:
             raise InvalidOptions(f"queue {queue!r} has too many schedules (about {MAX_SCHEDULES})")
@@ -303,10 +312,10 @@ class ScheduleOps:
         queues = [queue] if queue is not None else (yield from _Ops.list_queues(self))  # type: ignore[arg-type]
         if not queues:
             return []
-        replies = yield _Pipe([("TIME",), *(("HGETALL", self.keys(q).schedules) for q in queues)])  # type: ignore[attr-defined]
-        now = _now_ms(replies[0])
+        now = _now_ms((yield ("TIME",)))  # apart: a cluster pipeline refuses keyless commands
+        replies = yield _Pipe([("HGETALL", self.keys(q).schedules) for q in queues])  # type: ignore[attr-defined]
         out = []
-        for q, h in zip(queues, replies[1:], strict=True):
+        for q, h in zip(queues, replies, strict=True):
             for _name, st in sorted(_parse_hash(q, h).items()):
                 if st.schedule is None:
                     continue
@@ -394,13 +403,12 @@ class Scheduler:
     async def round(self) -> float:
         """Tick whatever is due; return the seconds to sleep until the next due tick."""
         pipe = self.w.client.pipeline(transaction=False)
-        pipe.time()
         for q in self.queues:
             pipe.hgetall(self.ops.keys(q).schedules)
         replies = await pipe.execute()
-        now = int(replies[0][0]) * 1000 + int(replies[0][1]) // 1000
+        now = _now_ms(await self.w.client.time())  # apart: a cluster pipeline refuses keyless commands
         due = now + int(REFRESH * 1000)
-        for q, h in zip(self.queues, replies[1:], strict=True):
+        for q, h in zip(self.queues, replies, strict=True):
             for name, st in _parse_hash(q, h, self.reported).items():
                 s = st.schedule
                 if s is None or st.paused:

@@ -26,6 +26,8 @@ def _check_schedules(_inst: Any, _attr: Any, value: tuple[Any, ...]) -> None:
     names = [s.name for s in value]
     if len(set(names)) != len(names):
         raise InvalidOptions(f"schedule names repeat: {names}")
+    for s in value:
+        s.check_no_secrets(_inst.secret_fields)
 
 
 @attrs.frozen(kw_only=True)

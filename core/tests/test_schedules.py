@@ -7,6 +7,7 @@ import os
 import sys
 from datetime import UTC, datetime
 
+import attrs
 import pytest
 import redis
 from click.testing import CliRunner
@@ -114,6 +115,8 @@ def test_spec_declares_schedules():
     assert Schedule.from_json(s.to_json()) == s
     with pytest.raises(InvalidOptions, match="repeat"):
         QueueSpec(name="q", handler=lambda job: None, schedules=[s, s])
+    with pytest.raises(InvalidOptions, match=r"data holds secret field\(s\) k, which a schedule would store in clear"):
+        QueueSpec(name="q", handler=lambda job: None, secret_fields=("k",), schedules=[s])
 
 
 # -- stored state, on the real Redis ---------------------------------------------------------------
@@ -136,6 +139,10 @@ def test_manager_add_list_pause_resume_trigger_remove(jobq_settings):
     job = m.trigger_schedule("sched", "five")
     assert job.id.startswith("five-run-") and job.data == {"n": 5} and job.options.priority == 2
     assert m.get_job("sched", job.id).name == "five"
+    secretive = QueueManager(jobq_settings, [attrs.evolve(SPEC, secret_fields=("token",))])
+    with pytest.raises(InvalidOptions, match="secret field"):
+        secretive.add_schedule("sched", Schedule(name="leak", every=60, data={"token": "hunter2"}))
+    secretive.shutdown()
     with pytest.raises(ScheduleNotFound):
         m.pause_schedule("sched", "nope")
     with pytest.raises(ScheduleNotFound):
