@@ -73,6 +73,7 @@ QUEUE_KEYS = (
     "seq",        # STRING counter ordering equal priorities (and hand-off tokens)
     "idle",       # ZSET "<lease ms>|<worker id>" -> until when that worker takes jobs handed to it
     "schedules",  # HASH def:<name> JSON, last:<name> tick ms, paused:<name>, declared:<name> (by a spec)
+    "ticking",    # STRING the worker ticking this queue's due schedules now (SET NX PX; saves work only)
 )
 for _name in QUEUE_KEYS:
     setattr(QueueKeys, _name, property(lambda self, _n=_name: self.base + _n))

@@ -38,6 +38,8 @@ MISSED_AFTER = 60.0  # catch_up="none": a tick run later than min(this, half its
 MAX_DATA_BYTES = 64 * 1024
 MAX_SCHEDULES = 1000  # per queue, about (schedule.lua counts hash fields)
 REFRESH = 5.0  # seconds between the worker's reads of the definitions (schedules added at run time)
+TICKING_MS = 5000  # how long one worker may hold a queue's ticking flag (taken over after a crash)
+LOOK_AGAIN_MS = 50  # a worker that found the flag taken re-reads the state this much later
 
 Op = Generator[Any, Any, Any]
 
@@ -223,23 +225,28 @@ class _Stored:
     paused: bool
 
 
-def _parse_hash(queue: str, h: Mapping[bytes, bytes], reported: set[str] | None = None) -> dict[str, _Stored]:
-    """The schedules hash (``def:<name>``, ``last:<name>``, ``paused:<name>``) by schedule name;
-    an unreadable definition is logged once per ``reported`` set."""
+def _parse_hash(queue: str, h: Mapping[bytes, bytes],
+                cache: dict[str, Schedule | None] | None = None) -> dict[str, _Stored]:
+    """The schedules hash (``def:<name>``, ``last:<name>``, ``paused:<name>``) by schedule name.
+    ``cache`` keeps parsed definitions across calls, so an unreadable one is logged once."""
     fields = {k.decode(): v.decode() for k, v in h.items()}
     out = {}
     for key, raw in fields.items():
         if not key.startswith("def:"):
             continue
         name = key[4:]
-        try:
-            sched: Schedule | None = Schedule.from_json(raw)
-        except (JobqError, ValueError, TypeError) as exc:
-            if reported is None or raw not in reported:
+        if cache is not None and raw in cache:
+            sched = cache[raw]
+        else:
+            try:
+                sched = Schedule.from_json(raw)
+            except (JobqError, ValueError, TypeError) as exc:
                 log.error("schedule %s/%s: unreadable definition skipped: %s", queue, name, exc)
-                if reported is not None and len(reported) < 1000:
-                    reported.add(raw)
-            sched = None
+                sched = None
+            if cache is not None:
+                if len(cache) > 4 * MAX_SCHEDULES:
+                    cache.clear()
+                cache[raw] = sched
         out[name] = _Stored(raw, sched, fields.get(f"last:{name}", ""), fields.get(f"paused:{name}") == "1")
     return out
 
@@ -359,7 +366,7 @@ class Scheduler:
         self.ops = _Ops(worker.settings, worker.specs, strict=False)
         self.queues = [s.name for s in worker.specs]
         self.ticks = 0  # ticks this process enqueued (for tests and the bench)
-        self.reported: set[str] = set()
+        self.parsed: dict[str, Schedule | None] = {}  # definition JSON -> Schedule
 
     async def _run(self, op: Op) -> Any:
         from .queue import _run_async
@@ -392,7 +399,7 @@ class Scheduler:
             for s in spec.schedules:
                 await self._run(_single(self.ops._schedule_call(spec.name, "set", s.name, s.to_json())))
             h = await self.w.client.hgetall(self.ops.keys(spec.name).schedules)
-            for name in _parse_hash(spec.name, h, self.reported):
+            for name in _parse_hash(spec.name, h, self.parsed):
                 if name not in declared and f"declared:{name}".encode() in h:
                     await self.w.client.hdel(self.ops.keys(spec.name).schedules, f"def:{name}", f"last:{name}",
                                              f"paused:{name}", f"declared:{name}")
@@ -401,36 +408,53 @@ class Scheduler:
                                          mapping={f"declared:{n}": "1" for n in declared})
 
     async def round(self) -> float:
-        """Tick whatever is due; return the seconds to sleep until the next due tick."""
-        pipe = self.w.client.pipeline(transaction=False)
+        """Tick whatever is due; return the seconds to sleep until the next due tick.
+
+        Of the workers waking for the same ticks, the one that takes the queue's ``ticking`` flag
+        (``SET NX PX``) runs them and the others look again shortly; the flag only saves them the
+        work, the compare-and-set in ``tick.lua`` is what keeps each tick to one job."""
+        client = self.w.client
+        pipe = client.pipeline(transaction=False)
         for q in self.queues:
             pipe.hgetall(self.ops.keys(q).schedules)
         replies = await pipe.execute()
-        now = _now_ms(await self.w.client.time())  # apart: a cluster pipeline refuses keyless commands
+        now = _now_ms(await client.time())  # apart: a cluster pipeline refuses keyless commands
         due = now + int(REFRESH * 1000)
         for q, h in zip(self.queues, replies, strict=True):
-            for name, st in _parse_hash(q, h, self.reported).items():
+            work = []
+            for name, st in _parse_hash(q, h, self.parsed).items():
                 s = st.schedule
                 if s is None or st.paused:
                     continue
                 last = int(st.last) if st.last else now
                 ticks, new_last = s.plan(last, now)
                 if new_last != last or not st.last:
-                    await self._tick(q, name, st, ticks, new_last if st.last else now)
+                    work.append((q, name, st, ticks, new_last if st.last else now))
                 due = min(due, s.next_ticks(max(now, new_last))[0])
+            if not work:
+                continue
+            flag = self.ops.keys(q).ticking
+            if not await client.set(flag, self.w.id, nx=True, px=TICKING_MS):
+                due = min(due, now + LOOK_AGAIN_MS)  # another worker is on it: see what it left
+                continue
+            try:
+                for item in work:
+                    await self._tick(*item)
+            finally:
+                await client.delete(flag)
         return max(due - now, 1) / 1000 + 0.002
 
-    async def _tick(self, queue: str, name: str, st: _Stored, ticks: list[int], new_last: int) -> None:
+    async def _tick(self, queue: str, name: str, st: _Stored, ticks: list[int], new_last: int) -> str:
         try:
             status, n = await self._run(self.ops._tick(queue, st, ticks, new_last))
         except EnqueueError as exc:  # data the queue's payload class refuses: skip the tick, loudly
             log.error("schedule %s/%s: tick skipped: %s", queue, name, exc)
-            await self._run(self.ops._tick(queue, st, [], new_last))
-            return
+            status, n = await self._run(self.ops._tick(queue, st, [], new_last))
         if status == "OK":
             self.ticks += n
             if n:
-                log.info("schedule %s/%s: enqueued %d job(s)", queue, name, n)
+                log.debug("schedule %s/%s: enqueued %d job(s)", queue, name, n)
+        return str(status)
 
 
 def _single(call: Any) -> Op:
