@@ -2,6 +2,7 @@
 
 from .config import Settings
 from .context import JobContext
+from .dependencies import FlowJob
 from .errors import (
     ConfigError,
     EnqueueError,
@@ -36,6 +37,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AsyncQueueManager",
     "Failure",
+    "FlowJob",
     "Job",
     "JobOptions",
     "QueueManager",

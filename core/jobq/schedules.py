@@ -338,15 +338,13 @@ class ScheduleOps:
         Returns ``(status, enqueued)``: ``OK``, or ``RACE``/``PAUSED``/``GONE`` when the stored state
         is no longer the one planned with (another worker ticked first) and nothing was written.
         """
-        from .queue import _Blocking, _Ops, _Script
+        from .queue import _Ops, _Script
 
         s = stored.schedule
         assert s is not None
         prepared = [_Ops._prepare(self, queue, s.job_id(t), s.data, {**s.options, "name": s.name})  # type: ignore[arg-type]
                     for t in ticks]
-        blobs = [(p[7], p[8]) for p in prepared if p[7]]
-        if blobs:
-            yield _Blocking(lambda: [self.storage.put(k, v.encode()) for k, v in blobs])  # type: ignore[attr-defined]
+        yield from _Ops._upload(self, prepared)  # type: ignore[arg-type]
         call = _Ops._enqueue_call(self, queue, prepared)  # type: ignore[arg-type]
         res = yield _Script("tick", [*call.keys, self.keys(queue).schedules],  # type: ignore[attr-defined]
                             [*call.args, s.name, stored.raw, stored.last, new_last])

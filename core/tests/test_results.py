@@ -4,6 +4,7 @@ import asyncio
 import threading
 import time
 
+import attrs
 import pytest
 from click.testing import CliRunner
 from jobq import (
@@ -73,14 +74,31 @@ def test_wait_raises_on_failure_timeout_and_unknown_job(jobq_harness):
         h.manager.wait_for("waits", "slow", timeout=-1)
 
 
+def test_wait_raises_when_the_job_is_cancelled(jobq_harness):
+    """Cancelled while waited on (a waiting job, then an active one): the waiter hears it at once."""
+    h = jobq_harness
+    release.clear()
+    h.start(attrs.evolve(SPEC, concurrency=1))
+    h.manager.add_jobs("waits", [("busy", {"hold": True}), ("queued", {})])
+    h.wait("waits", "busy", states=("active",))
+    for job_id in ("queued", "busy"):
+        timer = threading.Timer(0.3, h.manager.cancel_job, ("waits", job_id, "not needed"))
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(JobNotCompleted, match=f"job waits/{job_id} cancelled") as e:
+            h.manager.wait_for("waits", job_id, timeout=10)
+        assert time.monotonic() - t0 < 1.5 and e.value.state == "cancelled"
+        timer.join()
+    release.set()
+
+
 async def test_async_wait_for_many_jobs_at_once(jobq_harness):
     h = jobq_harness
     h.start(SPEC)
     async with AsyncQueueManager(h.settings, [SPEC]) as m:
         ids = [f"a{i}" for i in range(6)]
-        waits = [asyncio.create_task(m.wait_for("waits", i, timeout=10)) for i in ids[:3]]
-        await m.add_jobs("waits", [(i, {"n": n, "sleep": 0.05}) for n, i in enumerate(ids)])
-        waits += [asyncio.create_task(m.wait_for("waits", i, timeout=10)) for i in ids[3:]]
+        await m.add_jobs("waits", [(i, {"n": n, "sleep": 0.2}) for n, i in enumerate(ids)])
+        waits = [asyncio.create_task(m.wait_for("waits", i, timeout=10)) for i in ids]
         await m.add_job("waits", "a-bad", {"fail": True})
         results = await asyncio.gather(*waits)
         assert [j.result["n"] for j in results] == list(range(6))
