@@ -155,10 +155,11 @@ def main() -> None:
                 for paused in (True, False):
                     w = worker_cost(url, n, args.workers, args.seconds, paused)
                     what = "ticking only (queue paused)" if paused else "ticking + running the jobs"
+                    per_tick = f" ({w['worker_cpu_us_per_tick']:.0f} us per tick)" if w["jobs"] else ""
                     print(f"{n:>4} schedules every 1 s, {w['workers']} workers, {w['seconds']:.0f} s, {what}: "
-                          f"{w['jobs']} jobs; worker CPU {w['worker_cpu_ms_per_s']:.1f} ms/s in all "
-                          f"({w['worker_cpu_us_per_tick']:.0f} us per tick); Redis script time "
-                          f"{w['redis_script_ms_per_s']:.2f} ms/s over {w['scripts_per_s']:.0f} scripts/s")
+                          f"{w['jobs']} jobs; worker CPU {w['worker_cpu_ms_per_s']:.1f} ms/s in all{per_tick}; "
+                          f"Redis script time {w['redis_script_ms_per_s']:.2f} ms/s over {w['scripts_per_s']:.0f} "
+                          "scripts/s")
         finally:
             proc.terminate()
             proc.wait(10)
