@@ -55,8 +55,14 @@ class ResultOps:
         :raises ConfigError: events are off (``JOBQ_EVENTS_MAXLEN=0``): there is nothing to wait on.
         """
         from .jobs import Job
+        from .keys import JOB_ID
         from .queue import _Pipe
+        from .spec import QUEUE_NAME
 
+        if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+            raise InvalidOptions(f"invalid queue name {queue!r}")
+        if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+            raise InvalidOptions(f"job id {job_id!r} must match {JOB_ID.pattern}")
         settings = self.settings  # type: ignore[attr-defined]
         if settings.events_maxlen <= 0:
             raise ConfigError("wait_for reads the queue's events stream, and JOBQ_EVENTS_MAXLEN=0 turns it off; "

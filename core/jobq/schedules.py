@@ -251,6 +251,16 @@ def _parse_hash(queue: str, h: Mapping[bytes, bytes],
     return out
 
 
+def _check_names(queue: str, name: str | None = None) -> None:
+    from .errors import UnknownQueue
+    from .spec import QUEUE_NAME
+
+    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+        raise UnknownQueue(f"invalid queue name {queue!r}")
+    if name is not None:
+        _check_name(None, None, name)
+
+
 def _now_ms(reply: Any) -> int:
     return int(reply[0]) * 1000 + int(reply[1]) // 1000
 
@@ -261,6 +271,7 @@ class ScheduleOps:
     def _schedule_call(self, queue: str, op: str, name: str, definition: str = "") -> Any:
         from .queue import _Script
 
+        _check_names(queue, name)
         return _Script("schedule", [self.keys(queue).schedules], [op, name, definition, MAX_SCHEDULES])  # type: ignore[attr-defined]
 
     def add_schedule(self, queue: str, schedule: Schedule) -> Op:
@@ -303,6 +314,7 @@ class ScheduleOps:
         """Enqueue one run of ``name`` now, outside its ticks; returns the job."""
         from .queue import _Ops
 
+        _check_names(queue, name)
         raw = yield ("HGET", self.keys(queue).schedules, f"def:{name}")  # type: ignore[attr-defined]
         if raw is None:
             raise ScheduleNotFound(f"no schedule {name!r} on queue {queue!r}")
@@ -315,6 +327,8 @@ class ScheduleOps:
         """Every schedule of ``queue`` (default: of every known queue) with its next ``runs`` runs."""
         from .queue import _Ops, _Pipe
 
+        if queue is not None:
+            _check_names(queue)
         runs = max(0, min(int(runs), 100))
         queues = [queue] if queue is not None else (yield from _Ops.list_queues(self))  # type: ignore[arg-type]
         if not queues:

@@ -628,6 +628,7 @@ class Worker:
         self._storage: Any = None
         self._dep_tasks: set[asyncio.Task[None]] = set()
         self.ready = False
+        self.scheduler: Scheduler | None = None
 
     @property
     def storage(self) -> Any:

@@ -5,13 +5,24 @@ import itertools
 import json
 import os
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import attrs
 import pytest
 import redis
 from click.testing import CliRunner
-from jobq import AsyncQueueManager, InvalidOptions, QueueManager, QueueSpec, Schedule, ScheduleNotFound, hookimpl
+from jobq import (
+    AsyncQueueManager,
+    InvalidOptions,
+    QueueManager,
+    QueueSpec,
+    Schedule,
+    ScheduleNotFound,
+    UnknownQueue,
+    hookimpl,
+)
 from jobq.cli import Ctx, cli
 from jobq.keys import QueueKeys
 from jobq.plugins import PluginHost
@@ -147,6 +158,10 @@ def test_manager_add_list_pause_resume_trigger_remove(jobq_settings):
         m.pause_schedule("sched", "nope")
     with pytest.raises(ScheduleNotFound):
         m.trigger_schedule("sched", "nope")
+    with pytest.raises(InvalidOptions, match="schedule name"):
+        m.remove_schedule("sched", "bad name")
+    with pytest.raises(UnknownQueue, match="invalid queue name"):
+        m.list_schedules("{other}")
     assert m.remove_schedule("sched", "five") is True and m.remove_schedule("sched", "five") is False
     assert m.list_schedules("sched") == []
     m.shutdown()
@@ -176,12 +191,26 @@ def test_tick_script_enqueues_once_per_tick(jobq_settings):
     job = m.get_job("sched", f"t-{tick}")
     assert job.state == "waiting" and job.data == {"x": 1} and job.name == "t"
     assert m.get_queue_metrics("sched")["waiting"] == 1
+    # many contenders at once on the same planned state: one wins
+    nxt = tick + 60_000
+    stored = _parse_hash("sched", m.redis.hgetall(k.schedules))["t"]
+    barrier = threading.Barrier(8)
+
+    def contend():
+        barrier.wait()
+        return _run_sync(m.redis, m.scripts, m._tick("sched", stored, [nxt], nxt))
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = sorted(f.result() for f in [pool.submit(contend) for _ in range(8)])
+    assert outcomes == [("OK", 1)] + [("RACE", 0)] * 7
+    assert m.get_queue_metrics("sched")["waiting"] == 2
+    tick = nxt
     m.pause_schedule("sched", "t")
     fresh = _parse_hash("sched", m.redis.hgetall(k.schedules))["t"]
     assert _run_sync(m.redis, m.scripts, m._tick("sched", fresh, [tick + 60_000], tick + 60_000)) == ("PAUSED", 0)
     m.add_schedule("sched", Schedule(name="t", every=120))  # redefined: plans made before do nothing
     assert _run_sync(m.redis, m.scripts, m._tick("sched", fresh, [tick + 60_000], tick + 60_000)) == ("GONE", 0)
-    assert m.get_queue_metrics("sched")["waiting"] == 1
+    assert m.get_queue_metrics("sched")["waiting"] == 2
     m.shutdown()
 
 
