@@ -21,6 +21,8 @@ from .errors import (
 )
 from .jobs import Failure, Job, JobOptions
 from .queue import AsyncQueueManager, QueueManager
+from .results import JobNotCompleted, WaitTimeout
+from .schedules import Schedule, ScheduleInfo, ScheduleNotFound
 from .spec import QueueSpec
 
 __version__ = "0.1.0"
@@ -47,6 +49,7 @@ __all__ = [
     "InvalidPayload",
     "JobContext",
     "JobFailed",
+    "JobNotCompleted",
     "JobNotFound",
     "JobqError",
     "PayloadTooLarge",
@@ -55,8 +58,12 @@ __all__ = [
     "QueueSpec",
     "QueueUnavailable",
     "Retry",
+    "Schedule",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "Settings",
     "UnknownQueue",
     "UnrecoverableError",
+    "WaitTimeout",
     "hookimpl",
 ]

@@ -10,6 +10,9 @@
     │   └── QueueUnavailable   Redis unreachable or not answering
     │       └── QueueFull      Redis at ``maxmemory`` refuses writes
     ├── JobNotFound
+    ├── JobNotCompleted        wait_for: the job failed or was cancelled (results.py)
+    ├── WaitTimeout            wait_for: not ended in time; also a TimeoutError (results.py)
+    ├── ScheduleNotFound       (schedules.py)
     ├── PluginError            a plugin failed to load or two claim one queue
     └── (raised by handlers)
         ├── JobFailed          carries a reason ``code``; ``retryable`` decides a retry

@@ -32,6 +32,8 @@ from .errors import (
 )
 from .jobs import REDACTED, STATES, Job, JobOptions, job_to_dict
 from .keys import JOB_ID, QueueKeys, queues_key, worker_key, workers_key
+from .results import ResultOps
+from .schedules import ScheduleOps
 from .scripts import Scripts
 from .serialization import structure_payload
 from .spec import QUEUE_NAME, QueueSpec
@@ -152,7 +154,7 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class _Ops:
+class _Ops(ScheduleOps, ResultOps):
     """Every operation, written once as a generator of Redis calls."""
 
     def __init__(self, settings: Settings | None = None, specs: Iterable[QueueSpec] | None = None,
@@ -296,16 +298,11 @@ class _Ops:
         """Create the jobs (ready ones in one enqueue.lua call); the states of ids that existed."""
         from .dependencies import add_blocked
 
-        k = self.keys(queue)
         states: dict[str, str] = {}
         now_ms = 0
         if prepared:
-            args: list[Any] = [self.settings.events_maxlen, len(prepared), k.base]
-            for p in prepared:
-                args.extend(p[:8])
             try:
-                res = yield _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq, k.idle,
-                                                k.active, k.meta, *(k.job(p[0]) for p in prepared)], args)
+                res = yield _Ops._enqueue_call(self, queue, prepared)
             except redis.RedisError as exc:
                 if (mapped := _enqueue_error(queue, exc)) is None:
                     raise
@@ -317,6 +314,15 @@ class _Ops:
             now_ms, bstates = yield from add_blocked(self, queue, blocked, deps, policies)
             states.update((p[0], s) for p, s in zip(blocked, bstates, strict=True))
         return states, now_ms
+
+    def _enqueue_call(self, queue: str, prepared: list[list[Any]]) -> _Script:
+        """The enqueue script call for jobs from ``_prepare`` (a schedule tick extends it)."""
+        k = self.keys(queue)
+        args: list[Any] = [self.settings.events_maxlen, len(prepared), k.base]
+        for p in prepared:
+            args.extend(p[:8])
+        return _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq, k.idle, k.active,
+                                   k.meta, *(k.job(p[0]) for p in prepared)], args)
 
     def add_job(self, queue: str, job_id: str | None, data: Any, **options: Any) -> Op[Job]:
         jobs = yield from _Ops.add_jobs(self, queue, [(job_id, data, options)])
@@ -580,7 +586,8 @@ async def _run_async(client: redis.asyncio.Redis, scripts: Scripts, gen: Op[T]) 
 _PUBLIC = ("add_job", "add_jobs", "get_job", "get_job_status", "get_queue_metrics", "get_queue_stats",
            "list_queues", "get_counters", "list_jobs", "list_workers", "health_check", "pause_queue",
            "resume_queue", "retry_job", "retry_failed", "remove_job", "purge", "read_events", "cancel_job",
-           "add_flow")
+           "add_flow", "wait_for", "add_schedule", "remove_schedule", "pause_schedule", "resume_schedule",
+           "trigger_schedule", "list_schedules")
 
 
 def _sync_method(name: str) -> Callable[..., Any]:

@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import time
@@ -31,6 +32,7 @@ from .errors import Retry, is_retryable, reason_code
 from .keys import QueueKeys, queues_key, worker_key, workers_key
 from .queue import make_client
 from .redaction import redact, secret_values, secrets_in_logs
+from .schedules import Scheduler
 from .scripts import Scripts
 from .serialization import structure_payload
 from .spec import QueueSpec
@@ -433,7 +435,8 @@ class QueueRunner:
         backoff = spec.backoff if not opts or opts.get("backoff") is None else opts["backoff"]
         k = self.keys
         args = [a.id, a.token, kind, code, message, stack, retries, int(backoff * 1000), int(defer * 1000),
-                spec.max_deferrals, self.w.settings.events_maxlen, 0]
+                spec.max_deferrals, self.w.settings.events_maxlen,
+                spec.backoff_jitter * random.random() if spec.backoff_jitter else 0]
         res = await self.w.call_with_retry(self.w.scripts.fail, [k.job(a.id), k.active, k.delayed, k.failed,
                                                                  k.events, k.stats, k.marker], args)
         if res is None or res[0] == b"LOST":
@@ -629,6 +632,7 @@ class Worker:
         self._storage: Any = None
         self._dep_tasks: set[asyncio.Task[None]] = set()
         self.ready = False
+        self.scheduler: Scheduler | None = None
 
     @property
     def storage(self) -> Any:
@@ -683,6 +687,8 @@ class Worker:
             background.append(asyncio.create_task(self._heartbeats(), name="jobq-heartbeat"))
             background.append(asyncio.create_task(self._presence(), name="jobq-presence"))
             background.append(asyncio.create_task(self._reaper(), name="jobq-reaper"))
+            self.scheduler = Scheduler(self)
+            background.append(asyncio.create_task(self.scheduler.run(), name="jobq-scheduler"))
             self.ready = True
             if self.hooks is not None:
                 self.hooks.worker_started(worker_id=self.id, queues=[x.name for x in self.specs])
