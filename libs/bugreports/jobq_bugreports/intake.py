@@ -95,10 +95,10 @@ def parse_report(body: Any) -> NewReport:
             errors.append({"field": name, "message": problem})
     screenshot = body.get("screenshot")
     if screenshot is not None:
-        if not isinstance(screenshot, str) or not _SCREENSHOT.match(screenshot):
+        if not isinstance(screenshot, str) or not _SCREENSHOT.match(screenshot):  # a prefix: the data URL header
             errors.append({"field": "screenshot",
                            "message": "must be a data URL: data:image/(png|jpeg|webp);base64,..."})
-        elif len(screenshot) == _SCREENSHOT.match(screenshot).end():  # type: ignore[union-attr]
+        elif len(screenshot) == _SCREENSHOT.match(screenshot).end():  # type: ignore[union-attr]  # prefix
             errors.append({"field": "screenshot", "message": "has no image data"})
     events = None
     replay = body.get("sessionReplay")
