@@ -33,6 +33,7 @@ if delay >= 0 then
   redis.call('HSET', jk, 'state', 'delayed')
   redis.call('ZADD', KEYS[3], now + delay, id)
   redis.call('HINCRBY', KEYS[6], 'retried', 1)
+  record_history(KEYS[6], now, 'r', 1)
   emit(KEYS[5], maxlen, 'retrying', id, 'code', code, 'delay', delay)
   wake(KEYS[7], 1)
   return {'RETRY', delay}
@@ -41,5 +42,6 @@ redis.call('HSET', jk, 'state', 'failed', 'finished', now, 'code', code)
 if redis.call('HDEL', jk, 'secrets') == 1 then redis.call('HSET', jk, 'scrubbed', '1') end
 redis.call('ZADD', KEYS[4], now, id)
 redis.call('HINCRBY', KEYS[6], 'failed:' .. code, 1)
+record_history(KEYS[6], now, 'f', 1)
 emit(KEYS[5], maxlen, 'failed', id, 'code', code)
 return {'FAILED', code}

@@ -69,3 +69,25 @@ local function claim(jp, id, tok, worker, now, lease, active, events, maxlen)
   emit(events, maxlen, 'active', id, 'attempt', att)
   return {id, tok, att, f[1], f[2] or '', f[3] or '', f[4], f[5] or '', f[6] or ''}
 end
+
+-- Per-minute history (dashboard, `jobq stats --history`): one hash <base>hist:<minute> per queue and
+-- minute, derived from the queue's stats key, with counts c(ompleted) f(ailed) r(etried) s(talled),
+-- and for completions d<i> (bucket i of HIST_MS, the last is "slower") plus ds (sum of ms). Kept 25 h.
+local HIST_MS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
+local function record_history(stats, now, field, n, durations)
+  if n == 0 then return end
+  local key = string.sub(stats, 1, -6) .. 'hist:' .. math.floor(now / 60000)
+  redis.call('HINCRBY', key, field, n)
+  if durations then
+    local buckets, sum = {}, 0
+    for _, d in ipairs(durations) do
+      local i = #HIST_MS + 1
+      for j, bound in ipairs(HIST_MS) do if d <= bound then i = j; break end end
+      buckets[i] = (buckets[i] or 0) + 1
+      sum = sum + d
+    end
+    for i, c in pairs(buckets) do redis.call('HINCRBY', key, 'd' .. i, c) end
+    redis.call('HINCRBY', key, 'ds', sum)
+  end
+  redis.call('PEXPIRE', key, 90000000)
+end
