@@ -108,3 +108,15 @@ def test_promote_and_waiting_window(jobq_settings):
     assert m.list_job_ids("histq", "waiting", 0, 1) == ["urgent"]
     assert "late" in m.list_job_ids("histq", "waiting", 0, 10)
     m.close()
+
+
+def test_failed_attempts_are_logged_on_the_job(jobq_harness, jobq_settings, rclient):
+    """fail.lua keeps the last failed attempts (code, message, stack tail) in the job's faillog field."""
+    spec = QueueSpec(name="attlog", handler=work, concurrency=1, retries=6, backoff=0.001)
+    jobq_harness.start(spec)
+    job = jobq_harness.manager.add_job("attlog", "a1", {"fail": True, "retry": True})
+    assert jobq_harness.wait("attlog", job.id).state == "failed"
+    log = json.loads(rclient.hget(QueueKeys(jobq_settings.prefix, "attlog").job("a1"), "faillog"))
+    assert [a["a"] for a in log] == [3, 4, 5, 6, 7]  # 7 attempts, the last 5 kept
+    assert {a["code"] for a in log} == {"ERR_NOPE"} and all("nope" in a["message"] for a in log)
+    assert all(0 < len(a["stack"]) <= 1500 for a in log)

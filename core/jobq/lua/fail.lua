@@ -8,6 +8,7 @@ if redis.call('HGET', jk, 'token') ~= ARGV[2] then return {'LOST'} end
 redis.call('ZREM', KEYS[2], id)
 redis.call('HDEL', jk, 'token')
 redis.call('HSET', jk, 'code', code, 'error', ARGV[5], 'stack', ARGV[6])
+if kind ~= 'defer' then record_attempt(jk, now, code, ARGV[5], ARGV[6]) end
 local maxlen = ARGV[11]
 
 local delay = -1

@@ -91,3 +91,15 @@ local function record_history(stats, now, field, n, durations)
   end
   redis.call('PEXPIRE', key, 90000000)
 end
+
+-- The last 5 failed attempts of a job (field faillog, JSON, at most ~10 kB): the dashboard shows each
+-- one's code, message (500 chars) and stack tail (1,500); the current failure keeps its full text in
+-- code/error/stack.
+local function record_attempt(jk, now, code, message, stack)
+  local ok, log = pcall(cjson.decode, redis.call('HGET', jk, 'faillog') or '[]')
+  if not ok or type(log) ~= 'table' then log = {} end
+  log[#log + 1] = {a = tonumber(redis.call('HGET', jk, 'att')) or 0, t = now, code = code,
+                   message = string.sub(message, 1, 500), stack = string.sub(stack, -1500)}
+  while #log > 5 do table.remove(log, 1) end
+  redis.call('HSET', jk, 'faillog', cjson.encode(log))
+end

@@ -14,6 +14,7 @@ for _, id in ipairs(ids) do
     redis.call('HDEL', jk, 'token')
     redis.call('HINCRBY', KEYS[7], 'stalled', 1)
     record_history(KEYS[7], now, 's', 1)
+    record_attempt(jk, now, 'ERR_STALLED', 'lease expired: the worker died or stopped heartbeating', '')
     if stalls > maxstalls then
       local msg = 'job stalled ' .. stalls .. ' times: its worker died or lost its lease'
       redis.call('HSET', jk, 'state', 'failed', 'finished', now, 'code', 'ERR_STALLED', 'error', msg, 'stack', '')

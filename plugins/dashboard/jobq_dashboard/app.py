@@ -145,7 +145,10 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
 
 
 def _login_redirect(request: Request) -> Response:
-    nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    root, path = request.scope.get("root_path", ""), request.url.path
+    if not path.startswith(root + "/"):  # servers differ on whether the path carries root_path
+        path = root + path
+    nxt = path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(url(request, "login", {"next": nxt}), 303)
 
 

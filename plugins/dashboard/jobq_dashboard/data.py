@@ -147,6 +147,16 @@ async def job_detail(m: AsyncQueueManager, queue: str, job_id: str) -> dict[str,
     if not h:
         return None
     job = Job.from_hash(queue, job_id, h, paused=paused == b"1")
+    attempts = []
+    try:
+        log = json.loads(h.get(b"faillog") or b"[]")
+    except ValueError:
+        log = []
+    for a in log if isinstance(log, list) else []:
+        if isinstance(a, dict):
+            attempts.append({"attempt": a.get("a"), "time": fmt_time((a.get("t") or 0) / 1000),
+                             "code": str(a.get("code", "")), "message": str(a.get("message", "")),
+                             "stack": str(a.get("stack", ""))})
     timeline = []
     for eid, fields in reversed(events):
         f = {a.decode(): b.decode(errors="replace") for a, b in fields.items()}
@@ -159,7 +169,7 @@ async def job_detail(m: AsyncQueueManager, queue: str, job_id: str) -> dict[str,
             "options": pretty({k: v for k, v in attrs.asdict(job.options).items() if v}),
             "progress": job.progress, "progress_pct": _pct(job.progress),
             "stack": pretty(job.failure.stack) if job.failure and job.failure.stack else "",
-            "events": timeline, "events_scanned": EVENTS_SCAN,
+            "events": timeline, "events_scanned": EVENTS_SCAN, "attempts": attempts,
             "times": {"created": fmt_time(job.created_at), "started": fmt_time(job.started_at),
                       "finished": fmt_time(job.finished_at)}}
 

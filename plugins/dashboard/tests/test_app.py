@@ -9,6 +9,7 @@ import pytest
 import redis
 from dashboard_support import PASSWORDS, SPEC, csrf_of, sign_in
 from jobq.keys import queues_key
+from jobq.waiting import wait_until
 from jobq_dashboard.app import create_app
 from jobq_dashboard.auth import LOGIN_LIMIT
 from starlette.applications import Starlette
@@ -175,6 +176,7 @@ def test_job_page_shows_redacted_secrets_and_timeline(admin, manager, jobq_harne
     text = admin.get("/queues/dash/jobs/s1").text
     assert "tok-123456" not in text and "hunter22" not in text and "bob" in text and "[redacted]" in text
     assert ">failed<" in text and "ERR_FIRST" in text and "Traceback" in text
+    assert "<h2>Failed attempts</h2>" in text and "stack (end)" in text
     assert admin.get("/queues/dash/jobs/nope").status_code == 404
 
 
@@ -225,3 +227,21 @@ def test_queue_listed_from_redis(admin, jobq_settings):
     client.close()
     assert 'data-queue="other"' in admin.get("/").text
     assert json.loads('{"a": 1}')  # the page above needed no worker
+
+
+def test_retry_all_failed_after_showing_how_many(admin, manager, jobq_harness):
+    for i in range(3):
+        failed_job(jobq_harness, manager, f"all{i}")
+    page = admin.get("/queues/dash/confirm/retry-failed").text
+    assert '<strong id="confirm-count">3</strong>' in page and ">Retry 3 job(s)</button>" in page
+    r = admin.post("/queues/dash/retry-failed", data={"csrf": csrf_of(page)}, follow_redirects=True)
+    assert "Retried 3 failed job(s) of dash" in r.text
+    for i in range(3):  # "always" fails again: each went back to waiting and ran once more
+        wait_until(lambda i=i: manager.get_job("dash", f"all{i}").attempts == 2, 15, message="re-run")
+
+
+def test_behind_a_proxy_with_root_path(app):
+    with TestClient(app, base_url="http://127.0.0.1", root_path="/jobq") as c:
+        r = c.get("/", follow_redirects=False)
+        assert r.headers["location"] == "/jobq/login?next=%2Fjobq%2F"
+        assert 'action="/jobq/login"' in c.get("/login").text
