@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from importlib.resources import files
 from typing import Any
 
 import attrs
@@ -15,7 +16,6 @@ from jobq.queue import AsyncQueueManager, _run_async
 
 PAGE_SIZE = 50
 SCAN_LIMIT = 5000  # ids a filtered listing looks at per page, at most
-SCAN_CHUNK = 500
 EVENTS_SCAN = 2000  # newest queue events searched for one job's timeline
 HISTORY_MINUTES = 60
 MAX_SHOWN = 100_000  # characters of data, result or stack shown on a job page
@@ -104,37 +104,32 @@ def _row(job_id: str, f: list[Any]) -> dict[str, Any]:
 async def job_list(m: AsyncQueueManager, queue: str, state: str, offset: int, id_prefix: str = "",
                    name: str = "", code: str = "") -> dict[str, Any]:
     """One page of a state's jobs, newest first; with filters, scans at most ``SCAN_LIMIT`` ids from
-    ``offset`` and says where the next page starts."""
+    ``offset`` (reading only name and code for them) and says where the next page starts."""
     if not (id_prefix or name or code):
         ids = await m.list_job_ids(queue, state, offset, PAGE_SIZE)
-        rows = await _rows(m, queue, ids)
-        out = [_row(i, f) for i, f in zip(ids, rows, strict=True) if f[1] is not None]
-        return {"jobs": out, "next": offset + PAGE_SIZE if len(ids) == PAGE_SIZE else None, "scanned": None}
-    found: list[dict[str, Any]] = []
-    pos, scanned, nxt = offset, 0, None
-    while scanned < SCAN_LIMIT:
-        ids = await m.list_job_ids(queue, state, pos, SCAN_CHUNK)
-        if not ids:
-            break
-        cand = [(n, i) for n, i in enumerate(ids) if i.startswith(id_prefix)]
-        rows = await _rows(m, queue, [i for _, i in cand])
-        for (n, i), f in zip(cand, rows, strict=True):
-            r = _row(i, f)
-            if f[1] is None or (name and r["name"] != name) or (code and r["code"] != code):
-                continue
-            found.append(r)
-            if len(found) == PAGE_SIZE:
-                nxt = pos + n + 1
-                break
-        if nxt is not None:
-            break
-        pos += len(ids)
-        scanned += len(ids)
-        if len(ids) < SCAN_CHUNK:
-            break
-    else:
-        nxt = pos
-    return {"jobs": found, "next": nxt, "scanned": scanned}
+        more = offset + PAGE_SIZE if len(ids) == PAGE_SIZE else None
+        return {"jobs": await _full_rows(m, queue, ids), "next": more, "scanned": None}
+    k = m.keys(queue)
+    keys = [k.prio, k.wait] if state == "waiting" else [getattr(k, state), getattr(k, state)]
+    res = await _filter_script(m)(keys=keys, args=[k.job_prefix, "1" if state == "waiting" else "0", offset,
+                                                   SCAN_LIMIT, PAGE_SIZE, id_prefix, name, code])
+    nxt = int(res[0]) if int(res[0]) >= 0 else None
+    found = [i.decode() for i in res[1:]]
+    scanned = None if nxt is None else nxt - offset
+    return {"jobs": await _full_rows(m, queue, found), "next": nxt, "scanned": scanned}
+
+
+def _filter_script(m: AsyncQueueManager) -> Any:
+    script = getattr(m, "_dashboard_filter", None)
+    if script is None:
+        script = m.redis.register_script((files("jobq_dashboard") / "filter.lua").read_text())
+        m._dashboard_filter = script  # type: ignore[attr-defined]
+    return script
+
+
+async def _full_rows(m: AsyncQueueManager, queue: str, ids: list[str]) -> list[dict[str, Any]]:
+    rows = await _rows(m, queue, ids)
+    return [_row(i, f) for i, f in zip(ids, rows, strict=True) if f[1] is not None]
 
 
 async def job_detail(m: AsyncQueueManager, queue: str, job_id: str) -> dict[str, Any] | None:

@@ -149,7 +149,19 @@ def test_queue_page_windows_and_filters(admin, manager):
     odd = admin.get("/queues/dash?state=waiting&name=odd&id=job1").text
     shown = [line for line in odd.split("\n") if "/queues/dash/jobs/" in line]
     assert len(shown) == 10 and all("job1" in s for s in shown)  # job101 .. job119, odd ones
-    assert "Filtered: looked at" in odd
+    assert "Filtered: each page looks at up to" in odd
+
+
+def test_filtered_listing_spends_a_bounded_scan_budget(admin, manager, monkeypatch):
+    from jobq_dashboard import data
+
+    monkeypatch.setattr(data, "SCAN_LIMIT", 30)
+    manager.add_jobs("dash", [(f"b{i:03d}", {"n": i}, {"name": "hit" if i < 5 else "miss"}) for i in range(100)])
+    first = admin.get("/queues/dash?state=waiting&name=hit").text  # newest first: the hits are the oldest
+    assert "/queues/dash/jobs/b0" not in first and "this one looked at 30 from position 0" in first
+    assert "offset=30" in first
+    last = admin.get("/queues/dash?state=waiting&name=hit&offset=90").text
+    assert all(f"/queues/dash/jobs/b00{i}" in last for i in range(5)) and "Next page" not in last
     assert admin.get("/queues/dash?state=bogus").status_code == 400
     assert admin.get("/queues/bad%20name").status_code == 404
 

@@ -23,7 +23,8 @@ def test_wheel_ships_templates_assets_and_entry_point(tmp_path):
         for name in ("base.html", "overview.html", "queue.html", "job.html", "workers.html", "plugins.html",
                      "login.html", "audit.html", "confirm.html"):
             assert f"jobq_dashboard/templates/{name}" in names
-        assert {"jobq_dashboard/static/dashboard.css", "jobq_dashboard/static/dashboard.js"} <= names
+        assert {"jobq_dashboard/static/dashboard.css", "jobq_dashboard/static/dashboard.js",
+                "jobq_dashboard/filter.lua"} <= names
         text = "".join(z.read(n).decode() for n in names if n.startswith("jobq_dashboard/") and
                        n.endswith((".html", ".css", ".js")))
     assert "[jobq.plugins]" in entry_points and "dashboard = jobq_dashboard" in entry_points
