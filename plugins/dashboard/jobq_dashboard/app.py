@@ -71,6 +71,15 @@ class SecurityHeaders:
                 await Response("request body too large", 413, headers=dict((k.decode(), v.decode())
                                                                            for k, v in HEADERS))(scope, receive, send)
                 return
+        seen = 0
+
+        async def bounded() -> Any:  # a chunked body has no Content-Length: count what arrives
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY:
+                raise HTTPException(413, "request body too large")
+            return message
 
         async def with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -79,7 +88,7 @@ class SecurityHeaders:
                 message["headers"] += [(k, v) for k, v in HEADERS if k not in present]
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        await self.app(scope, bounded, with_headers)
 
 
 class Dashboard:

@@ -232,6 +232,14 @@ def test_oversized_body_is_refused(admin):
     assert admin.post("/login", content=b"x" * 70_000,
                       headers={"content-type": "application/x-www-form-urlencoded"}).status_code == 413
 
+    def chunks():  # no Content-Length: the size is counted as the body arrives
+        for _ in range(20):
+            yield b"a=" + b"x" * 8000 + b"&"
+
+    r = admin.post("/queues/dash/pause", content=chunks(),
+                   headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413
+
 
 def test_queue_listed_from_redis(admin, jobq_settings):
     client = redis.Redis.from_url(jobq_settings.redis_url)

@@ -180,3 +180,26 @@ def test_pages_read_with_javascript_off(site, chromium, jobq_harness, manager):
         shot(page, "dashboard-workers.png")
     finally:
         context.close()
+
+
+def test_refresh_runs_while_visible_and_stops_while_hidden(site, browser_page, manager):
+    page = browser_page
+    login(page, site, "ada")
+    refreshes: list[str] = []
+    page.on("request", lambda r: refreshes.append(r.url) if r.resource_type == "fetch" else None)
+    page.wait_for_event("request", lambda r: r.resource_type == "fetch", timeout=6000)
+    page.evaluate("""() => {
+        Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+        Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""")
+    page.wait_for_load_state("networkidle")
+    seen = len(refreshes)
+    page.wait_for_timeout(2600)  # longer than the 2 s period: an absence can only be seen by waiting
+    assert len(refreshes) == seen
+    with page.expect_event("request", lambda r: r.resource_type == "fetch", timeout=3000):
+        page.evaluate("""() => {
+            Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
+            Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'visible'});
+            document.dispatchEvent(new Event('visibilitychange'));
+        }""")

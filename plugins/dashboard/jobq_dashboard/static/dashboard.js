@@ -14,7 +14,7 @@
     timer = null;
     if (document.hidden || !document.querySelector("[data-live]")) return;
     busy = true;
-    fetch(location.href, { credentials: "same-origin", headers: { "X-Live": "1" }, redirect: "error" })
+    fetch(location.href, { credentials: "same-origin", redirect: "error" })
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.text(); })
       .then(function (text) {
         var fresh = new DOMParser().parseFromString(text, "text/html");
