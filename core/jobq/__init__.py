@@ -2,6 +2,7 @@
 
 from .config import Settings
 from .context import JobContext
+from .dependencies import FlowJob
 from .errors import (
     ConfigError,
     EnqueueError,
@@ -34,6 +35,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AsyncQueueManager",
     "Failure",
+    "FlowJob",
     "Job",
     "JobOptions",
     "QueueManager",

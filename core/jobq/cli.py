@@ -138,6 +138,9 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
         raise click.ClickException(f"refusing to start: {exc}") from None
     if not specs:
         raise click.ClickException("no queues to serve: no enabled plugin declares one")
+    from . import tracing
+
+    tracing.setup(configure_sdk=True)  # OTEL_* decide; off without jobq[otel]
     worker = Worker(specs, obj.settings, hooks=host)
     if metrics_port:
         from . import metrics
@@ -145,7 +148,10 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
         metrics.serve(int(metrics_port), obj.settings, worker, addr=metrics_addr)
         click.echo(f"metrics on http://{metrics_addr}:{metrics_port}/metrics", err=True)
     click.echo(f"jobq worker {worker.id}: " + ", ".join(f"{s.name} x{s.concurrency}" for s in specs), err=True)
-    worker.run_forever()
+    try:
+        worker.run_forever()
+    finally:
+        tracing.shutdown()
 
 
 @cli.command()
@@ -276,6 +282,20 @@ def resume(obj: Ctx, queue: str) -> None:
     """Let workers start jobs of QUEUE again."""
     obj.manager.resume_queue(queue)
     click.echo(f"resumed {queue}")
+
+
+@cli.command()
+@click.argument("queue")
+@click.argument("job_id")
+@click.option("--reason", default=None, help="kept with the job as its failure message")
+@click.pass_obj
+def cancel(obj: Ctx, queue: str, job_id: str, reason: str | None) -> None:
+    """Cancel a job: it never starts, or its running handler is stopped; never retried."""
+    was = obj.manager.cancel_job(queue, job_id, reason)
+    if was in ("completed", "failed", "cancelled"):
+        click.echo(f"{queue}/{job_id} had already ended ({was}); nothing to cancel")
+    else:
+        click.echo(f"cancelled {queue}/{job_id} (was {was})")
 
 
 @cli.group()

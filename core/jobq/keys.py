@@ -76,6 +76,8 @@ QUEUE_KEYS = (
     "gc",         # LIST claim-check blobs to delete from storage
     "seq",        # STRING counter ordering equal priorities (and hand-off tokens)
     "idle",       # ZSET "<lease ms>|<worker id>" -> until when that worker takes jobs handed to it
+    "blocked",    # ZSET ids waiting for dependencies -> when to reconcile them next (ms)
+    "resolve",    # LIST outbox: dependents of finished jobs, to resolve in their own slot (JSON)
 )
 for _name in QUEUE_KEYS:
     setattr(QueueKeys, _name, property(lambda self, _n=_name: self.base + _n))

@@ -30,6 +30,7 @@ import attrs
 import httpcore
 import httpx
 
+from . import tracing
 from .errors import ConfigError, JobFailed, UnrecoverableError
 
 ALLOWLIST_ENV = "JOBQ_OUTBOUND_ALLOWLIST"
@@ -444,7 +445,16 @@ class PinnedTransport(httpx.HTTPTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.policy.check_syntax(request.url)
-        return super().handle_request(request)
+        if tracing.TRACER is None:
+            return super().handle_request(request)
+        span = tracing.start_client(request.method, str(request.url), request.url.host)
+        try:
+            response = super().handle_request(request)
+        except BaseException as exc:
+            tracing.end(span, exc)
+            raise
+        _end_client(span, response)
+        return response
 
 
 class AsyncPinnedTransport(httpx.AsyncHTTPTransport):
@@ -460,7 +470,25 @@ class AsyncPinnedTransport(httpx.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.policy.check_syntax(request.url)
-        return await super().handle_async_request(request)
+        if tracing.TRACER is None:
+            return await super().handle_async_request(request)
+        span = tracing.start_client(request.method, str(request.url), request.url.host)
+        try:
+            response = await super().handle_async_request(request)
+        except BaseException as exc:
+            tracing.end(span, exc)
+            raise
+        _end_client(span, response)
+        return response
+
+
+def _end_client(span: Any, response: httpx.Response) -> None:
+    span.set_attribute("http.response.status_code", response.status_code)
+    if response.status_code >= 400:
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_status(Status(StatusCode.ERROR, str(response.status_code)))
+    span.end()
 
 
 class _UrlLogFilter(logging.Filter):

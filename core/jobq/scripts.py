@@ -6,7 +6,7 @@ from functools import cache
 from importlib.resources import files
 
 NAMES = ("enqueue", "fetch", "fail", "heartbeat", "progress", "release", "reap", "retry", "remove", "purge", "idle",
-         "promote")
+         "cancel", "block", "register", "resolve", "promote")
 
 
 @cache

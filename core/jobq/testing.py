@@ -25,7 +25,7 @@ from .spec import QueueSpec
 from .waiting import wait_until
 from .worker import Worker
 
-TERMINAL = ("completed", "failed")
+TERMINAL = ("completed", "failed", "cancelled")
 
 
 def redis_test_url() -> str:

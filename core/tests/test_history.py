@@ -107,6 +107,8 @@ def test_promote_and_waiting_window(jobq_settings):
     assert m.promote_job("histq", "late") is False
     assert m.list_job_ids("histq", "waiting", 0, 1) == ["urgent"]
     assert "late" in m.list_job_ids("histq", "waiting", 0, 10)
+    m.add_job("histq", "after", {}, depends_on=[("histq", "late")])
+    assert m.list_job_ids("histq", "blocked", 0, 10) == ["after"]
     m.close()
 
 

@@ -45,4 +45,5 @@ redis.call('ZADD', KEYS[4], now, id)
 redis.call('HINCRBY', KEYS[6], 'failed:' .. code, 1)
 record_history(KEYS[6], now, 'f', 1)
 emit(KEYS[5], maxlen, 'failed', id, 'code', code)
-return {'FAILED', code}
+local base, name = job_names(jk, id)
+return {'FAILED', code, dependents_out(jk, base .. 'resolve', name, 'failed', '')}

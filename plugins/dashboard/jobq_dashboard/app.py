@@ -239,7 +239,8 @@ async def queue(request: Request) -> Response:
     except ValueError:
         raise HTTPException(400, "offset must be a whole number") from None
     filters = {f: request.query_params.get(f, "")[:128] for f in ("id", "name", "code")}
-    counts = (await m.get_queue_stats()).get(q) or await m.get_queue_metrics(q)
+    counts = dict(await m.get_queue_metrics(q))
+    counts["blocked"] = await m.redis.zcard(m.keys(q).blocked)
     listing = await data.job_list(m, q, state, offset, filters["id"], filters["name"], filters["code"])
     paused = await m.redis.hget(m.keys(q).meta, "paused") == b"1"
     return render(request, "queue.html", queue=q, state=state, counts=counts, filters=filters, offset=offset,

@@ -21,7 +21,7 @@ HISTORY_MINUTES = 60
 MAX_SHOWN = 100_000  # characters of data, result or stack shown on a job page
 _LIST_FIELDS = ("name", "state", "created", "finished", "att", "code", "error")
 _SECRET_KEY = re.compile(r"(?i)pass(word)?|secret|token|api[-_]?key|authori[sz]ation|credential|private[-_]?key")
-STATES = ("waiting", "active", "delayed", "failed", "completed")
+STATES = ("waiting", "active", "delayed", "blocked", "failed", "completed")
 
 
 def fmt_time(seconds: float | None) -> str:

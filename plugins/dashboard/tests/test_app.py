@@ -265,3 +265,11 @@ def test_behind_a_proxy_with_root_path(app):
         r = c.get("/", follow_redirects=False)
         assert r.headers["location"] == "/jobq/login?next=%2Fjobq%2F"
         assert 'action="/jobq/login"' in c.get("/login").text
+
+
+def test_blocked_jobs_have_their_tab(admin, manager):
+    manager.add_job("dash", "first", {}, delay=3600)
+    manager.add_job("dash", "second", {}, depends_on=[("dash", "first")])
+    text = admin.get("/queues/dash?state=blocked").text
+    assert "/queues/dash/jobs/second" in text and "/queues/dash/jobs/first" not in text
+    assert '<span data-count="blocked">1</span>' in text
