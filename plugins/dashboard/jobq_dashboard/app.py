@@ -308,6 +308,15 @@ async def promote(request: Request, queue: str, job_id: str, form: Any) -> tuple
 
 
 @action
+async def cancel(request: Request, queue: str, job_id: str, form: Any) -> tuple[str, Any, Any]:
+    m = _dash(request).manager
+    user = _user(request)
+    was = await m.cancel_job(queue, job_id, f"cancelled by {user.name if user else '?'} in the dashboard")
+    state = await m.get_job_status(queue, job_id)
+    return f"Cancelled job {job_id} (was {was}): now {state}", state, None
+
+
+@action
 async def pause(request: Request, queue: str, job_id: str, form: Any) -> tuple[str, Any, Any]:
     await _dash(request).manager.pause_queue(queue)
     return f"Paused queue {queue}", "paused", None
@@ -435,6 +444,7 @@ def create_app(settings: Settings | None = None, *, users: dict[str, User] | Non
         Route("/queues/{queue}/jobs/{job_id}/retry", retry, methods=["POST"], name="retry"),
         Route("/queues/{queue}/jobs/{job_id}/remove", remove, methods=["POST"], name="remove"),
         Route("/queues/{queue}/jobs/{job_id}/promote", promote, methods=["POST"], name="promote"),
+        Route("/queues/{queue}/jobs/{job_id}/cancel", cancel, methods=["POST"], name="cancel"),
         Mount("/static", StaticFiles(directory=str(files("jobq_dashboard") / "static")), name="static"),
     ]
     middleware = [

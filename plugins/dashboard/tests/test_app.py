@@ -273,3 +273,13 @@ def test_blocked_jobs_have_their_tab(admin, manager):
     text = admin.get("/queues/dash?state=blocked").text
     assert "/queues/dash/jobs/second" in text and "/queues/dash/jobs/first" not in text
     assert '<span data-count="blocked">1</span>' in text
+
+
+def test_cancel_a_delayed_job(admin, manager):
+    manager.add_job("dash", "cx", {}, delay=3600)
+    page = admin.get("/queues/dash/jobs/cx").text
+    assert ">Cancel</button>" in page and ">Run now</button>" in page
+    r = admin.post("/queues/dash/jobs/cx/cancel", data={"csrf": csrf_of(page)}, follow_redirects=True)
+    assert "Cancelled job cx (was delayed)" in r.text
+    assert manager.get_job("dash", "cx").state not in ("delayed", "waiting")
+    assert ">Cancel</button>" not in r.text

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -71,8 +72,13 @@ def login(page: Any, site: Server, name: str) -> None:
 
 
 def shot(page: Any, name: str) -> None:
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_IMG / name))
+    """Screenshot for docs/dashboard.md: checked to be a PNG every run, written to docs/img only with
+    JOBQ_UPDATE_SCREENSHOTS=1 (so a test run leaves the tree clean)."""
+    png = page.screenshot(type="png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 200_000
+    if os.environ.get("JOBQ_UPDATE_SCREENSHOTS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        (DOCS_IMG / name).write_bytes(png)
 
 
 def test_admin_sees_counts_retries_a_failed_job_and_watches_it_complete(site, browser_page, jobq_harness,
