@@ -94,8 +94,10 @@ class SecurityHeaders:
 class Dashboard:
     """State shared by the routes: settings, users, the Redis manager (one per event loop), templates."""
 
-    def __init__(self, settings: Settings, users: dict[str, User], auth: bool, host: PluginHost | None) -> None:
+    def __init__(self, settings: Settings, users: dict[str, User], auth: bool, host: PluginHost | None,
+                 session_seconds: float = 8 * 3600) -> None:
         self.settings = settings
+        self.session_seconds = session_seconds
         self.users = users
         self.auth = auth
         self._host = host
@@ -133,8 +135,13 @@ def _user(request: Request) -> User | None:
     d = _dash(request)
     if not d.auth:
         return ANONYMOUS
-    name = request.session.get("user")
-    return d.users.get(name) if isinstance(name, str) else None
+    name, since = request.session.get("user"), request.session.get("t")
+    if not isinstance(name, str) or not isinstance(since, int):
+        return None
+    if time.time() - since > d.session_seconds:  # the cookie slides with use; a sign-in does not
+        request.session.clear()
+        return None
+    return d.users.get(name)
 
 
 def _csrf(request: Request) -> str:
@@ -453,5 +460,5 @@ def create_app(settings: Settings | None = None, *, users: dict[str, User] | Non
                    max_age=int(session_hours * 3600), same_site="lax", https_only=https_only),
     ]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers={HTTPException: not_found})
-    app.state.dashboard = Dashboard(settings, users, not insecure_no_auth, host)
+    app.state.dashboard = Dashboard(settings, users, not insecure_no_auth, host, session_hours * 3600)
     return app

@@ -283,3 +283,12 @@ def test_cancel_a_delayed_job(admin, manager):
     assert "Cancelled job cx (was delayed)" in r.text
     assert manager.get_job("dash", "cx").state not in ("delayed", "waiting")
     assert ">Cancel</button>" not in r.text
+
+
+def test_a_sign_in_ends_after_session_hours_even_when_used(admin, app, monkeypatch):
+    import time as time_module
+
+    assert admin.get("/", follow_redirects=False).status_code == 200
+    later = time_module.time() + 8 * 3600 + 5
+    monkeypatch.setattr("jobq_dashboard.app.time.time", lambda: later)
+    assert admin.get("/", follow_redirects=False).status_code == 303
