@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import ipaddress
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 
 import click
 
@@ -59,8 +62,25 @@ def dashboard(ctx: click.Context, host: str, port: int, root_path: str, insecure
                      https_only=https_only, host=host_obj)
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}{root_path}/"
     click.echo(f"jobq dashboard on {where}" + (" (NO AUTHENTICATION)" if insecure_no_auth else ""), err=True)
-    uvicorn.run(app, host=host, port=port, root_path=root_path, log_level="warning", proxy_headers=False,
-                server_header=False)
+    config = uvicorn.Config(app, host=host, port=port, root_path=root_path, log_level="warning",
+                            proxy_headers=False, server_header=False)
+    _server_class()(config).run()
+
+
+def _server_class() -> type:
+    """uvicorn's server class, subclassed on first use (uvicorn is imported only to serve)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """Exits 0 after a SIGTERM/SIGINT shutdown (uvicorn would re-raise the signal and die of it)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.handle_exit)
+            yield
+
+    return Server
 
 
 @dashboard.command("hash-password")
