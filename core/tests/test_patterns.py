@@ -35,3 +35,11 @@ def test_full_match_patterns_are_never_used_as_prefixes() -> None:
     found = [f"{p.relative_to(ROOT)}:{n}" for p in SOURCES
              for n, line in enumerate(p.read_text().splitlines(), 1) if uses.search(line) and "prefix" not in line]
     assert found == [], "use .fullmatch()"
+
+
+def test_shared_name_patterns_are_only_fullmatched() -> None:
+    """QUEUE_NAME and JOB_ID carry no anchors: ``.match`` would accept any string they prefix."""
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in SOURCES
+             for n, line in enumerate(p.read_text().splitlines(), 1)
+             if re.search(r"\b(QUEUE_NAME|JOB_ID|SCHEDULE_NAME)\.(match|search)\(", line)]
+    assert found == []
