@@ -33,6 +33,29 @@ _BODY_FIELDS = {"title", "description", "severity", "url", "screenshot", "sessio
 _PAYLOAD_TO_BODY = {"screenshotData": "screenshot", "replayData": "sessionReplay.events"}
 
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_PATH_KEY = re.compile(r"(?i).*(path|dir|file)")
+
+
+def public_only(value: Any, key: str = "") -> Any:
+    """``value`` with every storage location that is not a public URL replaced by ``None``:
+    ``file:`` URLs, other non-HTTP URLs (``s3://``...), and absolute paths under keys named like
+    paths. Workers record where they stored outputs; only HTTP(S) URLs are meant for clients."""
+    if isinstance(value, str):
+        scheme = _SCHEME.match(value)
+        if scheme and scheme.group(1).lower() not in ("http", "https") and (
+                scheme.group(1).lower() == "file" or value[scheme.end():].startswith("//")):
+            return None
+        if value.startswith("/") and _PATH_KEY.fullmatch(key):
+            return None
+        return value
+    if isinstance(value, dict):
+        return {k: public_only(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_only(v, key) for v in value]
+    return value
+
+
 class RequestInvalid(Exception):
     """The request body is unusable; ``errors`` lists ``{"field", "message"}`` pairs."""
 
@@ -321,7 +344,7 @@ class Intake:
                 jobs[queue] = {name: self._job_view(queue, job_id) for name, job_id in entry.items()}
             else:
                 jobs[queue] = self._job_view(queue, entry)
-        return {**report, "jobs": jobs}
+        return {**report, "metadata": public_only(report.get("metadata", {})), "jobs": jobs}
 
     def _job_view(self, queue: str, job_id: str) -> dict[str, Any]:
         try:
@@ -332,7 +355,7 @@ class Intake:
             return {"id": job_id, "queue": queue, "state": "unknown"}
         return {
             "id": job_id, "queue": queue, "state": job.state, "progress": job.progress,
-            "attempts": job.attempts, "result": job.result,
+            "attempts": job.attempts, "result": public_only(job.result),
             "failure": {"code": job.failure.code, "message": job.failure.message} if job.failure else None,
             "createdAt": _iso(job.created_at), "startedAt": _iso(job.started_at),
             "finishedAt": _iso(job.finished_at),

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from jobq_bugreports.server import ServerLimits, server_config
 from jobq_bugreports.store import ReportStore
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -88,9 +89,10 @@ def row_count():
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[httpx.Client]:
-    """Run ``app`` under a real uvicorn on 127.0.0.1 (port 0) in a thread; yield a client for it."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+def serve(app: Any, limits: ServerLimits | None = None) -> Iterator[httpx.Client]:
+    """Run ``app`` as ``jobq api`` does (uvicorn, :func:`server_config`) on 127.0.0.1 (port 0) in a
+    thread; yield a client for it."""
+    server = uvicorn.Server(server_config(app, log_level="warning", limits=limits))
     thread = threading.Thread(target=server.run, name="intake-api", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
