@@ -78,19 +78,22 @@ def _schemas() -> dict[str, Any]:
                 "notifications": {"type": "object", "additionalProperties": {"type": "string"}},
             },
         },
-        "Report": {
+        "ReportFields": {
             "type": "object",
             "required": ["id", "projectId", "title", "description", "severity", "url", "metadata",
                          "createdAt", "updatedAt", "jobs"],
             "properties": {
                 "id": {"type": "string"}, "projectId": {"type": "string"}, "title": {"type": "string"},
                 "description": {"type": "string"}, "severity": {"enum": list(SEVERITIES)},
-                "url": {"type": ["string", "null"]}, "metadata": {"type": "object"},
+                "url": {"type": ["string", "null"]},
+                "metadata": {"type": "object", "description": "What the workers recorded; storage "
+                             "locations that are not public URLs are null."},
                 "createdAt": {"type": "string", "format": "date-time"},
                 "updatedAt": {"type": "string", "format": "date-time"},
-                "jobs": {"$ref": _REF + "JobIds"},
             },
         },
+        "Report": {"allOf": [{"$ref": _REF + "ReportFields"}],
+                   "properties": {"jobs": {"$ref": _REF + "JobIds"}}},
         "JobView": {
             "type": "object", "required": ["id", "queue", "state"],
             "properties": {
@@ -103,7 +106,7 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "ReportView": {
-            "allOf": [{"$ref": _REF + "Report"}],
+            "allOf": [{"$ref": _REF + "ReportFields"}],
             "properties": {"jobs": {
                 "type": "object",
                 "properties": {

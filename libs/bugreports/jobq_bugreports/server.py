@@ -40,6 +40,7 @@ MAX_CONNECTIONS = "JOBQ_API_MAX_CONNECTIONS"
 # socket, log files, threads' temporary files.
 RESERVED_FDS = 64
 LINGER_SECONDS = 2.0
+LINGER_BUDGET = RESERVED_FDS // 4  # refused connections that may linger at once; the rest close at once
 MAX_HEADER_BYTES = 16 * 1024
 
 _OVERLOADED = (b'{"error":{"code":"ERR_OVERLOADED","message":"too many open connections; retry later"}}')
@@ -117,11 +118,17 @@ class GuardedProtocol(H11Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._phase: str | None = None
         self._lingering = False
-        super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
+        self._raw = transport
+        super().connection_made(_ClosingByHalves(transport, self))  # type: ignore[arg-type]
+        open_now = len(self.connections)
+        if open_now > self.limits.max_connections:
             _quiet_log.warning("connection refused: %d open connections is the cap (%s)",
                                self.limits.max_connections, MAX_CONNECTIONS)
-            self.linger_close(REFUSAL_503)
+            if open_now > self.limits.max_connections + LINGER_BUDGET:
+                transport.write(REFUSAL_503)  # no descriptors to spare for lingering
+                transport.close()
+            else:
+                self.linger_close(REFUSAL_503)
             return
         self._watch()
 
@@ -133,7 +140,7 @@ class GuardedProtocol(H11Protocol):
 
     def eof_received(self) -> bool | None:
         if self._lingering:
-            self.transport.close()
+            self._raw.close()
         return None
 
     def on_response_complete(self) -> None:
@@ -176,21 +183,55 @@ class GuardedProtocol(H11Protocol):
                         self.limits.header_timeout if phase == "headers" else self.limits.body_timeout)
         if phase == "headers" and started:
             self.linger_close(REFUSAL_408)
-        elif self.cycle is not None and not self.cycle.response_complete:
-            # The app is waiting for the body: it sees a disconnect and its answer is dropped.
-            self.transport.close()
         else:
-            self.transport.close()
+            # Idle, or the app waits for a body that does not come: it sees a disconnect.
+            self._raw.close()
 
     def linger_close(self, answer: bytes) -> None:
         """Write ``answer``, shut our side, then read and drop for :data:`LINGER_SECONDS`."""
         self._cancel()
         self._lingering = True
-        self.transport.write(answer)
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-        self.flow.resume_reading()
-        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        raw = self._raw
+        if answer:
+            raw.write(answer)
+        if raw.can_write_eof():
+            raw.write_eof()
+        raw.resume_reading()
+        self.loop.call_later(LINGER_SECONDS, raw.close)
+
+    def client_still_sending(self) -> bool:
+        """True when closing now could reset the connection under unread request bytes."""
+        state = self.conn.their_state
+        return state is h11.SEND_BODY or state is h11.ERROR or (
+            state is h11.IDLE and bool(self.conn.trailing_data[0]))
+
+    def shutdown(self) -> None:
+        if self._lingering:
+            self._raw.close()
+            return
+        try:
+            super().shutdown()
+        except h11.LocalProtocolError:
+            self._raw.close()
+
+
+class _ClosingByHalves:
+    """The transport as uvicorn sees it: closing it while the client is still sending becomes
+    :meth:`GuardedProtocol.linger_close`, so the answer written just before is read, not reset."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        p = self._protocol
+        if not p._lingering and not self._transport.is_closing() and p.client_still_sending():
+            p.linger_close(b"")
+        else:
+            self._transport.close()
 
 
 def guarded_protocol(limits: ServerLimits) -> type[GuardedProtocol]:
@@ -221,12 +262,14 @@ class RepeatFilter(logging.Filter):
         self._seen[key] = (start, count + 1)
         if count >= self.burst:
             return False
-        if record.exc_info and count:
-            record.exc_info = None  # one traceback per burst is enough
+        if record.exc_info and (count or _NO_TRACEBACK in str(record.msg)):
+            record.exc_info = None  # one traceback per burst is enough; none for a known condition
         return True
 
 
 _quiet_log = logging.getLogger("jobq_bugreports.server")
+# asyncio's words when accept() fails for want of descriptors; the traceback adds nothing.
+_NO_TRACEBACK = "out of system resource"
 _NOISY = ("asyncio", "uvicorn.error", "jobq_bugreports.server")
 
 
