@@ -177,7 +177,6 @@ def test_descriptor_exhaustion_neither_starves_nor_floods_the_log(api_process, j
                 return False
 
         wait_until(healthy, timeout=15, interval=0.1)  # while the 220 sockets are still open here
-        time.sleep(0)
         logged = sum(map(len, lines)) - logged_before
         for s in socks:
             s.close()
