@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from json.decoder import scanstring
 from typing import Any
 
 from starlette.requests import Request
@@ -88,9 +90,10 @@ def decode(raw: bytearray) -> Any:
             return unusable(f"is an integer of more than {MAX_NUMBER_DIGITS} digits")
         return int(text)
 
+    decoder = json.JSONDecoder(parse_float=number, parse_int=integer,
+                               parse_constant=lambda name: unusable(f"is {name}, which JSON does not allow"))
     try:
-        value = json.loads(text, parse_float=number, parse_int=integer,
-                           parse_constant=lambda name: unusable(f"is {name}, which JSON does not allow"))
+        value = parse(text, decoder)
     except json.JSONDecodeError as exc:
         message = f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         raise RequestInvalid([{"field": "(body)", "message": message}]) from None
@@ -100,6 +103,60 @@ def decode(raw: bytearray) -> Any:
         path = _path_to(value, found[0])
         raise RequestInvalid([{"field": path or "(body)", "message": found[0].why}])
     return value
+
+
+# Which members are decoded one at a time: the replay's events, the bulk of a large body.
+_STEPWISE: dict[str, Any] = {"sessionReplay": {"events": "items"}}
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def parse(text: str, decoder: json.JSONDecoder) -> Any:
+    """What ``decoder.decode(text)`` returns, but the top-level object, ``sessionReplay`` and each
+    of its events are decoded one at a time: the GIL is let go between events, so a 64 MiB replay
+    being parsed in a worker thread does not stall the event loop for seconds."""
+    value, end = _value(text, _SPACE.match(text, 0).end(), decoder, _STEPWISE)  # type: ignore[union-attr]
+    end = _SPACE.match(text, end).end()  # type: ignore[union-attr]
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
+def _value(text: str, i: int, decoder: json.JSONDecoder, plan: Any) -> tuple[Any, int]:
+    space = _SPACE.match
+    if plan == "items" and text.startswith("[", i):
+        items: list[Any] = []
+        i = space(text, i + 1).end()  # type: ignore[union-attr]
+        if text.startswith("]", i):
+            return items, i + 1
+        while True:
+            item, i = decoder.raw_decode(text, i)
+            items.append(item)
+            i = space(text, i).end()  # type: ignore[union-attr]
+            if text.startswith("]", i):
+                return items, i + 1
+            if not text.startswith(",", i):
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+            i = space(text, i + 1).end()  # type: ignore[union-attr]
+    if isinstance(plan, dict) and text.startswith("{", i):
+        members: dict[str, Any] = {}
+        i = space(text, i + 1).end()  # type: ignore[union-attr]
+        if text.startswith("}", i):
+            return members, i + 1
+        while True:
+            if not text.startswith('"', i):
+                raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
+            key, i = scanstring(text, i + 1)
+            i = space(text, i).end()  # type: ignore[union-attr]
+            if not text.startswith(":", i):
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
+            members[key], i = _value(text, space(text, i + 1).end(), decoder, plan.get(key))  # type: ignore[union-attr]
+            i = space(text, i).end()  # type: ignore[union-attr]
+            if text.startswith("}", i):
+                return members, i + 1
+            if not text.startswith(",", i):
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+            i = space(text, i + 1).end()  # type: ignore[union-attr]
+    return decoder.raw_decode(text, i)
 
 
 def _path_to(value: Any, target: object) -> str | None:

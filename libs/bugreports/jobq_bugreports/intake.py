@@ -277,11 +277,7 @@ class Intake:
                 project_id=project_id, title=new.title, description=new.description, severity=new.severity,
                 url=new.url, report_id=report_id, jobs=jobs_map(planned),
             ) as report:
-                for queue in QUEUES:
-                    group = [j for j in planned if j.queue == queue]
-                    if group:
-                        self.manager.add_jobs(queue, [(j.job_id, j.data) for j in group])
-                        added.extend(group)
+                self._enqueue(planned, added)
         except PayloadTooLarge as exc:
             self._unwind(added)
             raise BodyTooLarge(str(exc)) from None
@@ -304,6 +300,15 @@ class Intake:
         log.info("report %s created for project %s with jobs %s", report_id, project_id,
                  ", ".join(j.job_id for j in planned) or "none")
         return report
+
+    def _enqueue(self, planned: list[PlannedJob], added: list[PlannedJob]) -> None:
+        """The one place a report's jobs reach Redis: one atomic script per queue, in :data:`QUEUES`
+        order. ``added`` collects what is in, for :meth:`_unwind` if a later queue fails."""
+        for queue in QUEUES:
+            group = [j for j in planned if j.queue == queue]
+            if group:
+                self.manager.add_jobs(queue, [(j.job_id, j.data) for j in group])
+                added.extend(group)
 
     def _validate_payloads(self, planned: list[PlannedJob]) -> None:
         """Structure every payload with its plugin's class before writing anything, so a payload one
