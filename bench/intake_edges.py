@@ -1,12 +1,12 @@
 """Hostile clients against a real ``jobq api`` process: idle and slow sockets, descriptor exhaustion,
 and huge replay bodies (issue 14, points 2 and 3).
 
-    .venv/bin/python bench/intake_edges.py [--only sockets|fds|memory] [--mib 64] [--real]
+    .venv/bin/python bench/intake_edges.py [--only sockets|fds|memory] [--mib 64] [--real] [--hold 15]
 
 Prints, for each scenario, what a hostile client achieves:
 
 - sockets: 20 slow-header, 20 idle and 20 slow-body sockets; how many the server still holds open
-  after 15 s, and the answer a legitimate request gets meanwhile.
+  after ``--hold`` s (15; the body deadline is 60 s), and the answer a legitimate request gets.
 - fds: the API started with a 200-descriptor limit, 220 idle unauthenticated sockets; latency of
   legitimate requests while they are held, and the bytes the API logged in 10 s.
 - memory: one, then three concurrent, ``--mib`` MiB bodies of ``{}`` replay events; the API's peak
@@ -125,7 +125,7 @@ def timed_get(api: Api, path: str = "/health", timeout: float = 30) -> tuple[flo
     return time.monotonic() - t0, outcome
 
 
-def scenario_sockets() -> None:
+def scenario_sockets(hold: float) -> None:
     api = Api()
     try:
         socks: dict[str, list[socket.socket]] = {"slow-header": [], "idle": [], "slow-body": []}
@@ -139,7 +139,7 @@ def scenario_sockets() -> None:
                       + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
             socks["slow-body"].append(s)
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 15:  # trickle a byte a second on the slow ones
+        while time.monotonic() - t0 < hold:  # trickle a byte a second on the slow ones
             for s in socks["slow-header"]:
                 with _quiet():
                     s.sendall(b"X")
@@ -149,7 +149,7 @@ def scenario_sockets() -> None:
             time.sleep(1)
         latency, outcome = timed_get(api)
         held = {name: sum(still_open(s) for s in group) for name, group in socks.items()}
-        print(f"sockets: after 15 s the server still holds {held} of 20 each; "
+        print(f"sockets: after {hold:.0f} s the server still holds {held} of 20 each; "
               f"a legitimate GET /health meanwhile: {outcome} in {latency * 1000:.0f} ms")
         for group in socks.values():
             for s in group:
@@ -258,9 +258,10 @@ def main() -> None:
     ap.add_argument("--only", choices=["sockets", "fds", "memory"])
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--real", action="store_true", help="also one body of real rrweb events")
+    ap.add_argument("--hold", type=float, default=15, help="seconds the hostile sockets are kept up")
     args = ap.parse_args()
     if args.only in (None, "sockets"):
-        scenario_sockets()
+        scenario_sockets(args.hold)
     if args.only in (None, "fds"):
         scenario_fds()
     if args.only in (None, "memory"):
