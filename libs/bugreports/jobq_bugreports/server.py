@@ -99,8 +99,9 @@ class ServerLimits:
         if room < 1:
             raise ConfigError(f"the descriptor limit ({_fd_limit()}) leaves no room for clients; raise ulimit -n")
         if limits.max_connections > room:
-            logging.getLogger(__name__).warning(
-                "%s lowered from %d to %d to fit the descriptor limit (ulimit -n %d)",
+            level = logging.WARNING if MAX_CONNECTIONS in values and e.get(MAX_CONNECTIONS) else logging.INFO
+            logging.getLogger(__name__).log(
+                level, "%s lowered from %d to %d to fit the descriptor limit (ulimit -n %d)",
                 MAX_CONNECTIONS, limits.max_connections, room, _fd_limit())
             limits = attrs.evolve(limits, max_connections=room)
         return limits

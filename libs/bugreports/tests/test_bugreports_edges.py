@@ -338,3 +338,13 @@ def test_413_reaches_a_client_still_sending(api) -> None:
         answers = [send_all_then_read(client, head, body) for _ in range(10)]
     assert [status_of(a) for a in answers] == [413] * 10
     assert body_of(answers[0])["error"]["limit"] == 256 * 1024
+
+
+def test_server_limits_from_the_environment() -> None:
+    limits = ServerLimits.from_env({"JOBQ_API_HEADER_TIMEOUT": "2.5", "JOBQ_API_MAX_CONNECTIONS": "10"})
+    assert limits.header_timeout == 2.5 and limits.max_connections == 10 and limits.body_timeout == 60
+    room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 64
+    assert ServerLimits.from_env({"JOBQ_API_MAX_CONNECTIONS": str(room + 100)}).max_connections == room
+    for bad in ("0", "-1", "soon", "nan"):
+        with pytest.raises(ConfigError, match="JOBQ_API_BODY_TIMEOUT"):
+            ServerLimits.from_env({"JOBQ_API_BODY_TIMEOUT": bad})
