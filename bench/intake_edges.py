@@ -237,8 +237,9 @@ def memory_round(name: str, body: bytes, parallel: int) -> None:
         stop.set()
         prober.join()
         peak, after = api.status("VmHWM"), api.status("VmRSS")
+        ratio = (peak - rss0) / (parallel * len(body))
         print(f"memory: {parallel} x {len(body) / 2**20:.0f} MiB of {name}: answers {answers} in {took:.1f} s; "
-              f"peak RSS {peak / 2**20:,.0f} MiB ({(peak - rss0) / len(body):.1f}x the body above the idle "
+              f"peak RSS {peak / 2**20:,.0f} MiB ({ratio:.1f}x the bodies above the idle "
               f"{rss0 / 2**20:.0f} MiB), RSS after {after / 2**20:,.0f} MiB; slowest /health meanwhile "
               f"{max(health, default=0) * 1000:,.0f} ms")
     finally:
