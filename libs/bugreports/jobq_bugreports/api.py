@@ -38,6 +38,7 @@ from .intake import (
 from .openapi import openapi_document
 from .projects import API_KEYS, PROJECTS_FILE, READ_KEYS, ApiKeys, Project, load_projects
 from .store import ReportStore
+from .tracing import TraceRequests
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +224,9 @@ def create_app(
             Route("/health", routes.health, methods=["GET"]),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(DrainBody, limit=max_body)],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        # The trace covers the whole exchange, the drain included.
+        middleware=[Middleware(TraceRequests), Middleware(DrainBody, limit=max_body)],
     )
     # Starlette would answer /api/v1/reports/ with a redirect to an absolute URL built from the
     # Host header, which the client chooses: no redirects at all.

@@ -19,11 +19,12 @@ def api_command(host: str, port: int) -> None:
     JOBQ_API_MAX_CONNECTIONS), DATABASE_URL and the jobq settings (REDIS_URL, JOBQ_PREFIX,
     STORAGE_URL...) from the environment.
     """
-    from jobq import ConfigError
+    from jobq import ConfigError, tracing
 
     from .api import create_app
     from .server import ServerLimits, quiet_logs, server_config
 
+    tracing.setup(configure_sdk=True)  # OTEL_* decide; off without jobq[otel]
     try:
         limits = ServerLimits.from_env()
         app = create_app()
@@ -33,7 +34,10 @@ def api_command(host: str, port: int) -> None:
     if level not in ("critical", "error", "warning", "info", "debug"):
         level = "info"
     quiet_logs()
-    _serve(server_config(app, host=host, port=port, limits=limits, log_level=level))
+    try:
+        _serve(server_config(app, host=host, port=port, limits=limits, log_level=level))
+    finally:
+        tracing.shutdown()
 
 
 def _serve(config: object) -> None:
