@@ -208,7 +208,9 @@ class Masker:
         flags = self._get(nid)
         if self._marks(values):
             flags |= MASK_TEXT
-        if flags & IS_INPUT and "type" in values:
+        if flags & IS_INPUT and values.get("data-rr-is-password") is not None:
+            flags = self._input_flags(flags, PASSWORD)
+        elif flags & IS_INPUT and "type" in values:
             flags = self._input_flags(flags, _input_kind_from(values.get("type")))
         if type(values.get("value")) is str and not (flags & ALLOWED or (flags & SEEN and not flags & IS_INPUT)):
             values["value"] = "*" * len(values["value"])

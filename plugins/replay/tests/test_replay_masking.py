@@ -163,6 +163,21 @@ def test_real_recordings_keep_no_typed_value(env, make_job, corpus: Path) -> Non
     assert textarea["attributes"]["value"] == "*" * len("this value is used for replay")
 
 
+def test_an_allowed_input_turned_into_a_password_stays_masked() -> None:
+    masker = Masker(parse_privacy({"allowInputTypes": ["text"]}))
+    snapshot = {"node": element(1, "body", {}, [element(2, "input", {"type": "text", "value": "ok"})])}
+    masker.mask({"type": 2, "data": snapshot, "timestamp": 1})
+    assert snapshot["node"]["childNodes"][0]["attributes"]["value"] == "ok"
+    changes = [{"id": 2, "attributes": {"data-rr-is-password": "true"}}]
+    masker.mask({"type": 3, "data": {"source": 0, "attributes": changes}, "timestamp": 2})
+    for kind in ("password", "text"):  # shown again as text: still the password field
+        masker.mask({"type": 3, "data": {"source": 0, "attributes": [{"id": 2, "attributes": {"type": kind}}]},
+                     "timestamp": 3})
+        typed = {"source": 5, "text": "s3cret", "id": 2}
+        masker.mask({"type": 3, "data": typed, "timestamp": 4})
+        assert typed["text"] == "******"
+
+
 def test_node_table_stays_small_for_hostile_ids() -> None:
     masker = Masker()
     huge = {"type": 2, "data": {"node": element(10**15, "input", {"value": "x"}), "initialOffset": {}},
