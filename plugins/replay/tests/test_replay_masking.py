@@ -134,11 +134,15 @@ def test_the_handler_masks_before_storing_and_counts_in_the_manifest(env, make_j
                       "maskTextAttributes": ["data-private"]}
 
 
-def test_privacy_after_the_events_is_refused_when_streaming(env, make_job, monkeypatch) -> None:
+@pytest.mark.parametrize(("key", "message"), [("privacy", "privacy must come before replayData"),
+                                              ("extra", "unknown key 'extra' in the payload")])
+def test_keys_after_the_events_are_checked_when_streaming(env, make_job, monkeypatch, key: str,
+                                                          message: str) -> None:
+    """The events are masked as they stream: a ``privacy`` that follows them came too late."""
     monkeypatch.setattr(reader, "WHOLE_PARSE_BYTES", 0)
     body = json.dumps({"bugReportId": "report-1", "projectId": "project-1", "replayData": form_recording(),
-                       "privacy": {"allowInputTypes": ["range"]}}).encode()
-    with pytest.raises(JobFailed, match="privacy must come before replayData"):
+                       key: {"allowInputTypes": ["range"]}}).encode()
+    with pytest.raises(JobFailed, match=message):
         process_replay(make_job(body)[0])
     assert not (env["storage_dir"] / FOLDER).exists()
 
