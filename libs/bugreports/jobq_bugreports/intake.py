@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import redis
 from jobq import ConfigError, EnqueueError, InvalidPayload, PayloadTooLarge, QueueSpec
+from jobq import QueueUnavailable as EnqueueUnavailable
 from jobq.queue import QueueManager
 from jobq.serialization import structure_payload
 
@@ -273,7 +274,7 @@ class Intake:
             log.warning("report for project %s not created: database error (%s)",
                         project_id, type(exc).__name__)
             raise StoreUnavailable(f"the report database is unavailable ({type(exc).__name__})") from None
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, OSError, EnqueueUnavailable) as exc:
             self._unwind(added)
             log.warning("report for project %s not created: enqueue failed (%s)",
                         project_id, type(exc).__name__)

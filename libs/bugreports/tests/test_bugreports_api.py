@@ -226,6 +226,19 @@ def test_redis_down_is_503_and_creates_nothing(make_client, jobq_settings, any_s
     assert row_count(any_store) == 0
 
 
+def test_full_redis_is_503_and_creates_nothing(make_client, jobq_settings, jobq_redis_server, sqlite_store,
+                                                row_count) -> None:
+    full = attrs.evolve(jobq_settings, redis_url=jobq_redis_server.url)
+    jobq_redis_server.fill()
+    keys = sorted(jobq_redis_server.client.keys("*"))
+    with make_client(full, sqlite_store) as client:
+        resp = client.post("/api/v1/reports", headers=H1, json={"title": "t", "screenshot": screenshot()})
+    assert resp.status_code == 503, resp.text
+    assert resp.json()["error"]["code"] == "ERR_QUEUE_UNAVAILABLE" and "QueueFull" in resp.json()["error"]["message"]
+    assert row_count(sqlite_store) == 0
+    assert sorted(jobq_redis_server.client.keys("*")) == keys
+
+
 def test_enqueue_failing_midway_rolls_back_everything(
     make_client, jobq_settings, sqlite_store, tmp_path, row_count
 ) -> None:

@@ -30,7 +30,7 @@ FORMAT = "jobq-rrweb-chunks"
 VERSION = 2  # 2: chunks cut by activity (idleMs, maxChunkBytes), totals after the chunk list
 ROOT = "replays"
 MANIFEST_NAME = "metadata.json"
-_CHUNK_FILE = re.compile(r"^chunk-(\d{3,})\.json\.gz$")
+_CHUNK_FILE = re.compile(r"chunk-(\d{3,})\.json\.gz")
 
 
 def replay_folder(project_id: str, bug_report_id: str) -> str:
@@ -51,7 +51,7 @@ def stale_chunk_keys(keys: Iterable[str], folder: str, chunk_count: int) -> list
     stale = []
     for key in keys:
         parent, _, name = key.rpartition("/")
-        m = _CHUNK_FILE.match(name)
+        m = _CHUNK_FILE.fullmatch(name)
         if parent == folder and m and int(m.group(1)) > chunk_count:
             stale.append(key)
     return stale

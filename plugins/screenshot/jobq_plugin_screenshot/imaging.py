@@ -50,7 +50,7 @@ _MAGIC = {
     "WEBP": lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP",
 }
 _HEADER_MAX = 128  # "data:" + media type + parameters + ";base64," must fit in this
-_MIME_TOKEN = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,40}/[a-z0-9][a-z0-9.+-]{0,40}$")
+_MIME_TOKEN = re.compile(r"[a-z0-9][a-z0-9.+-]{0,40}/[a-z0-9][a-z0-9.+-]{0,40}")
 
 # Downscale by an integer factor (a box filter, ~15x faster than Lanczos) when that keeps at
 # least this share of the exact-fit size: 3840x2160 → 1920x1080 instead of 2048x1152, which is
@@ -154,7 +154,7 @@ def parse_data_url(value: object, max_bytes: int) -> DataUrl:
         raise ScreenshotRejected(ERR_UNSUPPORTED_MIME, "screenshotData has no MIME type")
     fmt = MIME_FORMATS.get(mime)
     if fmt is None:
-        shown = mime if _MIME_TOKEN.match(mime) else "a malformed MIME type"
+        shown = mime if _MIME_TOKEN.fullmatch(mime) else "a malformed MIME type"
         raise ScreenshotRejected(
             ERR_UNSUPPORTED_MIME,
             f"screenshotData is {shown}; accepted: {', '.join(MIME_FORMATS)}")
