@@ -43,7 +43,7 @@ def public_only(value: Any, key: str = "") -> Any:
     ``file:`` URLs, other non-HTTP URLs (``s3://``...), and absolute paths under keys named like
     paths. Workers record where they stored outputs; only HTTP(S) URLs are meant for clients."""
     if isinstance(value, str):
-        scheme = _SCHEME.match(value)
+        scheme = _SCHEME.match(value)  # a prefix: the URL's scheme
         if scheme and scheme.group(1).lower() not in ("http", "https") and (
                 scheme.group(1).lower() == "file" or value[scheme.end():].startswith("//")):
             return None
