@@ -355,6 +355,15 @@ class Intake:
                 jobs[queue] = self._job_view(queue, entry)
         return {**report, "metadata": public_only(report.get("metadata", {})), "jobs": jobs}
 
+    def erase(self, project_id: str, report_id: str) -> dict[str, Any] | None:
+        """Erase a report of ``project_id`` and everything it produced (:mod:`.erasure`)."""
+        from .erasure import erase_report
+
+        try:
+            return erase_report(self.store, self.manager, self.manager.storage, report_id, project_id=project_id)
+        except self.store.transient_errors as exc:
+            raise StoreUnavailable(f"the report database is unavailable ({type(exc).__name__})") from None
+
     def _job_view(self, queue: str, job_id: str) -> dict[str, Any]:
         try:
             job = self.manager.get_job(queue, job_id)

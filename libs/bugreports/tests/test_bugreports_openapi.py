@@ -25,6 +25,7 @@ def test_document_is_valid_openapi_3_1() -> None:
     assert doc["openapi"] == "3.1.0"
     ops = {(path, method) for path, item in doc["paths"].items() for method in item}
     assert ops == {("/api/v1/reports", "post"), ("/api/v1/reports/{report_id}", "get"),
+                   ("/api/v1/reports/{report_id}", "delete"),
                    ("/api/v1/openapi.json", "get"), ("/health", "get")}
     for (path, method) in ops:
         for status, response in doc["paths"][path][method]["responses"].items():
