@@ -237,22 +237,41 @@ def fleet_settings(tmp_path):
 
 
 @pytest.mark.slow
-def test_exactly_one_job_per_tick_with_three_worker_processes(fleet_settings, tmp_path):
+def test_three_worker_processes_one_job_per_tick_and_catch_up_after_all_died(fleet_settings, tmp_path):
+    """Three workers tick two schedules every second (catch_up latest and all); all three are killed,
+    stay down 3 s, and three new ones start: one job per tick throughout, missed ticks per policy."""
     fleet = Fleet(fleet_settings, tmp_path / "ledger")
     m = QueueManager(fleet_settings, strict=False)
+
+    def ticks(name):
+        added = [e["jobId"] for e in m.read_events("ticker", count=10_000)
+                 if e["event"] == "added" and e["jobId"].startswith(f"{name}-")]
+        assert len(added) == len(set(added)), f"a tick of {name} was enqueued twice: {added}"
+        return sorted(int(i.rsplit("-", 1)[1]) for i in added)
+
+    def redis_ms():
+        sec, usec = m.redis.time()
+        return sec * 1000 + usec // 1000
+
     try:
         for _ in range(3):
             fleet.spawn("ticker")
-        first = wait_until(lambda: [e for e in fleet.entries() if e["event"] == "start"], 10, message="a tick")
-        t0 = int(first[0]["id"].rsplit("-", 1)[1])
-        wait_until(lambda: any(e["id"] == f"beat-{t0 + 3000}" for e in fleet.entries()), 10, message="4 ticks")
+        wait_until(lambda: len(ticks("beat")) >= 3, 10, message="3 ticks")
         started = [e["id"] for e in fleet.entries() if e["event"] == "start"]
         assert len(started) == len(set(started)), f"a tick ran twice: {started}"
-        added = [e["jobId"] for e in m.read_events("ticker", count=1000) if e["event"] == "added"]
-        assert len(added) == len(set(added)), f"a tick was enqueued twice: {added}"
-        ticks = [int(i.rsplit("-", 1)[1]) for i in added]
-        assert ticks == list(range(ticks[0], ticks[0] + 1000 * len(ticks), 1000)), f"a tick was missed: {ticks}"
-        assert set(started) <= set(added) and len(added) >= 4
+        fleet.close()  # SIGKILL, all of them
+        fleet.procs = []
+        before = ticks("beat")[-1]
+        down_until = redis_ms() + 3000
+        wait_until(lambda: redis_ms() > down_until, 5, message="the outage")  # no worker runs meanwhile
+        for _ in range(3):
+            fleet.spawn("ticker")
+        wait_until(lambda: ticks("beat")[-1] > down_until + 1000, 15, message="ticks after the restart")
+        beat, every = ticks("beat"), ticks("all")
+        missed = [t for t in range(before + 1000, down_until, 1000) if t not in beat]
+        assert len(missed) >= 2, f"catch_up=latest ran the missed ticks: {beat}"
+        assert every == list(range(every[0], every[-1] + 1000, 1000)), f"catch_up=all left a gap: {every}"
+        assert every[0] <= before and every[-1] > down_until
     finally:
         fleet.close()
         m.shutdown()
