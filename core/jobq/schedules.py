@@ -165,11 +165,11 @@ class Schedule:
             return [k * e for k in range(max(lo, hi - limit + 1), hi + 1)]
         out: list[int] = []
         it = self._cron(until_ms + 1000, reverse=True)  # reverse is strict: start a second later
-        while len(out) < limit:
+        for _ in range(2 * limit + 8):  # bounded, whatever the expression
             t = int(next(it).timestamp()) * 1000
             if t > until_ms:
                 continue
-            if t <= after_ms:
+            if t <= after_ms or len(out) == limit:
                 break
             out.append(t)
         return out[::-1]

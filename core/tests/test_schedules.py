@@ -117,6 +117,10 @@ def test_cron_in_a_time_zone_follows_daylight_saving():
     # ticks_between walks back from `until` and agrees with next_ticks walking forward
     assert hourly.ticks_between(ms(2026, 10, 24, 22), ms(2026, 10, 25, 3), 100) == \
         hourly.next_ticks(ms(2026, 10, 24, 22), 5)
+    assert half_two.ticks_between(ms(2026, 3, 27), ms(2026, 3, 31), 10) == half_two.next_ticks(ms(2026, 3, 27), 4)
+    quarter = Schedule(name="q", cron="*/15 * * * *", timezone=paris)
+    for start in (ms(2026, 3, 29, 0, 30), ms(2026, 10, 25, 0, 0)):
+        assert quarter.ticks_between(start, start + 3_600_000, 10) == quarter.next_ticks(start, 4)
 
 
 def test_spec_declares_schedules():
