@@ -17,6 +17,7 @@ from .config import METRICS_PORT, Settings
 from .errors import JobqError
 from .plugins import PluginHost
 from .queue import QueueManager
+from .redaction import redact_logs
 from .spec import QueueSpec
 
 
@@ -78,6 +79,7 @@ class JobqGroup(click.Group):
 def cli(ctx: click.Context, log_level: str) -> None:
     """jobq: a Redis job queue with installable job-type plugins."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logs()  # every logger a DEBUG level turns on (httpcore, hpack, urllib3, botocore...) goes through it
     if ctx.obj is None:
         ctx.obj = Ctx()
 

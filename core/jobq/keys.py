@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 @attrs.frozen

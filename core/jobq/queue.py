@@ -19,7 +19,17 @@ import redis.asyncio
 
 from . import tracing
 from .config import Settings
-from .errors import ConfigError, InvalidOptions, InvalidPayload, JobNotFound, PayloadTooLarge, UnknownQueue
+from .errors import (
+    ConfigError,
+    EnqueueError,
+    InvalidOptions,
+    InvalidPayload,
+    JobNotFound,
+    PayloadTooLarge,
+    QueueFull,
+    QueueUnavailable,
+    UnknownQueue,
+)
 from .jobs import REDACTED, STATES, Job, JobOptions, job_to_dict
 from .keys import JOB_ID, QueueKeys, queues_key, worker_key, workers_key
 from .results import ResultOps
@@ -171,7 +181,7 @@ class _Ops(ScheduleOps, ResultOps):
     def _prepare(self, queue: str, job_id: str | None, data: Any, options: Mapping[str, Any]) -> list[Any]:
         if job_id is None:
             job_id = os.urandom(16).hex()
-        elif not isinstance(job_id, str) or not JOB_ID.match(job_id):
+        elif not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
             raise InvalidOptions(f"job id {job_id!r} must match {JOB_ID.pattern}")
         opts = validate_options(options)
         spec = self.specs.get(queue)
@@ -213,7 +223,12 @@ class _Ops(ScheduleOps, ResultOps):
                  ) -> Op[list[Job]]:
         from .dependencies import check_dependencies
 
-        yield from self._check_queue(queue)
+        try:
+            yield from self._check_queue(queue)
+        except redis.RedisError as exc:
+            if (mapped := _enqueue_error(queue, exc)) is None:
+                raise
+            raise mapped from exc
         prepared, blocked, deps, policies = [], [], [], []
         for item in jobs:
             job_id, data, *rest = item
@@ -286,7 +301,12 @@ class _Ops(ScheduleOps, ResultOps):
         states: dict[str, str] = {}
         now_ms = 0
         if prepared:
-            res = yield _Ops._enqueue_call(self, queue, prepared)
+            try:
+                res = yield _Ops._enqueue_call(self, queue, prepared)
+            except redis.RedisError as exc:
+                if (mapped := _enqueue_error(queue, exc)) is None:
+                    raise
+                raise mapped from exc
             now_ms = res[0]
             states.update((p[0], s.decode() if isinstance(s, bytes) else s)
                           for p, s in zip(prepared, res[1:], strict=True))
@@ -309,7 +329,7 @@ class _Ops(ScheduleOps, ResultOps):
         return jobs[0]
 
     def _check_queue(self, queue: str) -> Op[None]:
-        if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+        if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
             raise UnknownQueue(f"invalid queue name {queue!r}")
         if queue in self._known or queue in self.specs or not self.strict:
             return
@@ -476,6 +496,25 @@ class _Ops(ScheduleOps, ResultOps):
         rows = yield ("XRANGE", self.keys(queue).events, f"({last_id}" if last_id != "0-0" else "-", "+",
                       "COUNT", count)
         return [{"id": i.decode(), **{a.decode(): b.decode() for a, b in f.items()}} for i, f in rows]
+
+
+def _enqueue_error(queue: str, exc: redis.RedisError) -> EnqueueError | None:
+    """The producer's view of a Redis failure up to the enqueue script, which writes all or nothing.
+
+    Redis refuses a script under OOM at its first write, so nothing was written. A refused or
+    broken connection means the script did not run; after a timeout it may have, which is why
+    the advice is to retry with the same job id (enqueue is idempotent per id).
+    """
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return QueueFull(f"queue {queue!r} is full: Redis is at its maxmemory and refused the write; "
+                         "nothing was enqueued, retry later", queue=queue)
+    if isinstance(exc, redis.TimeoutError):
+        return QueueUnavailable(f"queue {queue!r} is unavailable: Redis did not answer in time; retry with the "
+                                "same job id (enqueue is idempotent per id)", queue=queue)
+    if isinstance(exc, redis.ConnectionError):
+        return QueueUnavailable(f"queue {queue!r} is unavailable: cannot reach Redis ({type(exc).__name__}); "
+                                "nothing was enqueued", queue=queue)
+    return None
 
 
 def _stamp_trace(prepared: list[list[Any]], traceparent: str) -> None:

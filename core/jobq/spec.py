@@ -12,11 +12,11 @@ from .errors import InvalidOptions
 from .schedules import Schedule
 
 Execution = Literal["auto", "async", "thread", "process"]
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def _check_name(_inst: Any, _attr: Any, value: str) -> None:
-    if not QUEUE_NAME.match(value):
+    if not QUEUE_NAME.fullmatch(value):
         raise InvalidOptions(f"queue name {value!r} must match {QUEUE_NAME.pattern}")
 
 
