@@ -190,8 +190,8 @@ def test_tick_script_enqueues_once_per_tick(jobq_settings):
     k = QueueKeys(jobq_settings.prefix, "sched")
     stored = _parse_hash("sched", m.redis.hgetall(k.schedules))["t"]
     tick = s.next_ticks(int(stored.last))[0]
-    assert _run_sync(m.redis, m.scripts, m._tick("sched", stored, [tick], tick)) == ("OK", 1)
-    assert _run_sync(m.redis, m.scripts, m._tick("sched", stored, [tick], tick)) == ("RACE", 0)
+    assert _run_sync(m.redis, m.scripts, m._tick("sched", [(stored, [tick], tick)])) == ("OK", 1)
+    assert _run_sync(m.redis, m.scripts, m._tick("sched", [(stored, [tick], tick)])) == ("RACE", 0)
     job = m.get_job("sched", f"t-{tick}")
     assert job.state == "waiting" and job.data == {"x": 1} and job.name == "t"
     assert m.get_queue_metrics("sched")["waiting"] == 1
@@ -202,7 +202,7 @@ def test_tick_script_enqueues_once_per_tick(jobq_settings):
 
     def contend():
         barrier.wait()
-        return _run_sync(m.redis, m.scripts, m._tick("sched", stored, [nxt], nxt))
+        return _run_sync(m.redis, m.scripts, m._tick("sched", [(stored, [nxt], nxt)]))
 
     with ThreadPoolExecutor(8) as pool:
         outcomes = sorted(f.result() for f in [pool.submit(contend) for _ in range(8)])
@@ -211,11 +211,51 @@ def test_tick_script_enqueues_once_per_tick(jobq_settings):
     tick = nxt
     m.pause_schedule("sched", "t")
     fresh = _parse_hash("sched", m.redis.hgetall(k.schedules))["t"]
-    assert _run_sync(m.redis, m.scripts, m._tick("sched", fresh, [tick + 60_000], tick + 60_000)) == ("PAUSED", 0)
+    assert _run_sync(m.redis, m.scripts, m._tick("sched", [(fresh, [tick + 60_000], tick + 60_000)])) == ("PAUSED", 0)
     m.add_schedule("sched", Schedule(name="t", every=120))  # redefined: plans made before do nothing
-    assert _run_sync(m.redis, m.scripts, m._tick("sched", fresh, [tick + 60_000], tick + 60_000)) == ("GONE", 0)
+    assert _run_sync(m.redis, m.scripts, m._tick("sched", [(fresh, [tick + 60_000], tick + 60_000)])) == ("GONE", 0)
     assert m.get_queue_metrics("sched")["waiting"] == 2
     m.shutdown()
+
+
+def test_tick_batch_is_all_or_nothing(jobq_settings):
+    from jobq.queue import _run_sync
+    from jobq.schedules import _parse_hash
+
+    m = QueueManager(jobq_settings, [SPEC])
+    k = QueueKeys(jobq_settings.prefix, "sched")
+    for name in ("a", "b"):
+        m.add_schedule("sched", Schedule(name=name, every=60))
+    st = _parse_hash("sched", m.redis.hgetall(k.schedules))
+    ta, tb = (st[n].schedule.next_ticks(int(st[n].last))[0] for n in ("a", "b"))
+    stale_b = attrs.evolve(st["b"], last="1")
+    assert _run_sync(m.redis, m.scripts, m._tick("sched", [(st["a"], [ta], ta), (stale_b, [tb], tb)])) == ("RACE", 0)
+    assert m.get_queue_metrics("sched")["waiting"] == 0 and m.redis.hget(k.schedules, "last:a") == st["a"].last.encode()
+    assert _run_sync(m.redis, m.scripts, m._tick("sched", [(st["a"], [ta], ta), (st["b"], [tb], tb)])) == ("OK", 2)
+    assert {j for j in ("a", "b") if m.get_job("sched", f"{j}-{ta if j == 'a' else tb}")} == {"a", "b"}
+    m.shutdown()
+
+
+@attrs.frozen(kw_only=True)
+class Count:
+    n: int
+
+
+def test_a_tick_the_payload_class_refuses_is_skipped_and_the_others_run(jobq_settings, jobq_harness, caplog):
+    """Data stored before the payload class changed: that schedule's ticks are skipped, loudly."""
+    spec = QueueSpec(name="sched", handler=lambda job: job.data.n, payload=Count)
+    loose = QueueManager(jobq_settings, strict=False)
+    loose.add_schedule("sched", Schedule(name="old", every=1, data={"count": 1}))
+    loose.add_schedule("sched", Schedule(name="new", every=1, data={"n": 2}))
+    loose.shutdown()
+    jobq_harness.start(spec)
+    m = jobq_harness.manager
+    wait_until(lambda: m.get_queue_metrics("sched")["completed"] >= 2, 10, message="ticks of 'new'")
+    done = m.list_jobs("sched", "completed")
+    assert {j.id.rsplit("-", 1)[0] for j in done} == {"new"} and {j.result for j in done} == {2}
+    assert "schedule sched/old: tick skipped" in caplog.text and "n" in caplog.text
+    wait_until(lambda: m.list_schedules("sched")[1].last_tick > m.list_schedules("sched")[1].next_runs[0] - 2, 5,
+               message="the skipped schedule's last tick moves on")
 
 
 def test_bad_stored_definition_is_skipped(jobq_settings, jobq_harness, caplog):
