@@ -381,13 +381,45 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, log: Clock, probl
     print("\n".join(f"  {line}" for line in stats.stdout.splitlines()))
     if stats.returncode != 0:
         problems.append(f"jobq stats exited {stats.returncode}: {stats.stderr.strip()[-300:]}")
+    show_dashboard(setup, args.dashboard, services)
     shutdown(services, problems)
+
+
+def show_dashboard(setup: Setup, serve: bool, services: list[Service]) -> None:
+    """Say how to open the dashboard on the demo's Redis; with --dashboard, serve it until Enter."""
+    env = setup.env
+    command = (f"REDIS_URL={env['REDIS_URL']} JOBQ_PREFIX={env['JOBQ_PREFIX']} .venv/bin/jobq dashboard "
+               f"--insecure-no-auth --host 127.0.0.1 --port 8650")
+    print("\ndashboard (docs/dashboard.md)")
+    if not serve:
+        print("  run the demo with --dashboard to browse this run before it cleans up, or open one on the")
+        print(f"  demo's Redis while it runs:\n    {command}\n  then http://127.0.0.1:8650/")
+        return
+    port = demo_redis.free_port()
+    dash = Service("jobq dashboard", [*jobq_command(), "dashboard", "--insecure-no-auth", "--host", "127.0.0.1",
+                                      "--port", str(port)], env, WORK / "dashboard.log")
+    services.append(dash)
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(up, 30, "jobq dashboard", dash.running)
+    print(f"  open http://127.0.0.1:{port}/ (no sign-in: loopback only); press Enter to stop and clean up")
+    try:
+        input()
+    except EOFError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds the jobs may take once the report is posted (default 60)")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="serve the web dashboard on this run's Redis until Enter is pressed")
     args = parser.parse_args(argv)
     if WORK.exists():
         shutil.rmtree(WORK)  # the demo's own scratch folder (git-ignored), fresh for every run
