@@ -378,8 +378,11 @@ async def login(request: Request) -> Response:
     address = request.client.host if request.client else ""
     key = throttle_key(d.settings.prefix, name, address)
     r = d.manager.redis
-    failures = int(await r.get(key) or 0)
-    if failures >= LOGIN_LIMIT:
+    pipe = r.pipeline(transaction=False)  # count the attempt before checking it: parallel guesses count too
+    pipe.incr(key)
+    pipe.expire(key, LOGIN_WINDOW_S, nx=True)
+    attempts, _ = await pipe.execute()
+    if attempts > LOGIN_LIMIT:
         ttl = max(await r.ttl(key), 1)
         resp = render(request, "login.html", 429, next=nxt,
                       error=f"Too many failed sign-ins for this user from this address; try again in {ttl} s.")
@@ -388,11 +391,8 @@ async def login(request: Request) -> Response:
     user = d.users.get(name)
     ok = await asyncio.to_thread(verify_password, password, user.hash if user else None)
     if not ok or user is None:
-        pipe = r.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, LOGIN_WINDOW_S, nx=True)
-        await pipe.execute()
-        log.warning("dashboard: failed sign-in for %r from %s", name[:64], address)
+        # the typed name is not logged: people type passwords into it
+        log.warning("dashboard: failed sign-in from %s (%s user name)", address, "a known" if user else "an unknown")
         return render(request, "login.html", 401, next=nxt, error="Wrong user name or password.")
     await r.delete(key)
     request.session.clear()
