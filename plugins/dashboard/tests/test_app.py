@@ -7,8 +7,10 @@ import json
 
 import pytest
 import redis
-from dashboard_support import PASSWORDS, SPEC, csrf_of, sign_in
+from dashboard_support import PASSWORDS, SPEC, DashPlugin, csrf_of, sign_in
+from jobq import hookimpl
 from jobq.keys import queues_key
+from jobq.plugins import PluginHost
 from jobq.waiting import wait_until
 from jobq_dashboard.app import create_app
 from jobq_dashboard.auth import LOGIN_LIMIT
@@ -192,11 +194,26 @@ def test_job_page_shows_redacted_secrets_and_timeline(admin, manager, jobq_harne
     assert admin.get("/queues/dash/jobs/nope").status_code == 404
 
 
-def test_workers_and_plugins_pages(admin, jobq_harness):
+def test_workers_page(admin, jobq_harness):
     w = jobq_harness.start(SPEC)
-    text = admin.get("/workers").text
-    assert w.id in text and ">dash<" in text.replace("<td>dash</td>", ">dash<")
-    assert "DashPlugin" in admin.get("/plugins").text or "dash" in admin.get("/plugins").text
+    row = admin.get("/workers").text.split(f"<td>{w.id}</td>", 1)[1].split("</tr>", 1)[0]
+    assert "<td>dash</td>" in row and '<td class="num">4</td>' in row and "<td>yes</td>" in row
+
+
+class Broken:
+    @hookimpl
+    def jobq_queues(self):
+        raise RuntimeError("<b>config missing</b>")
+
+
+def test_plugins_page_shows_queues_and_broken_plugins(jobq_settings, users):
+    host = PluginHost(group="jobq.none").load(extra=[DashPlugin(), Broken()])
+    app = create_app(jobq_settings, users=users, secret_key="k", host=host)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        sign_in(c, "vic")
+        text = c.get("/plugins").text
+    assert "<td>dashplugin</td>" in text and "<td>dash</td>" in text
+    assert "BROKEN: jobq_queues() raised RuntimeError: &lt;b&gt;config missing&lt;/b&gt;" in text
 
 
 def test_history_for_the_overview_chart(admin, manager, jobq_harness):
