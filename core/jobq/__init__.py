@@ -13,12 +13,16 @@ from .errors import (
     JobqError,
     PayloadTooLarge,
     PluginError,
+    QueueFull,
+    QueueUnavailable,
     Retry,
     UnknownQueue,
     UnrecoverableError,
 )
 from .jobs import Failure, Job, JobOptions
 from .queue import AsyncQueueManager, QueueManager
+from .results import JobNotCompleted, WaitTimeout
+from .schedules import Schedule, ScheduleInfo, ScheduleNotFound
 from .spec import QueueSpec
 
 __version__ = "0.1.0"
@@ -45,14 +49,21 @@ __all__ = [
     "InvalidPayload",
     "JobContext",
     "JobFailed",
+    "JobNotCompleted",
     "JobNotFound",
     "JobqError",
     "PayloadTooLarge",
     "PluginError",
+    "QueueFull",
     "QueueSpec",
+    "QueueUnavailable",
     "Retry",
+    "Schedule",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "Settings",
     "UnknownQueue",
     "UnrecoverableError",
+    "WaitTimeout",
     "hookimpl",
 ]

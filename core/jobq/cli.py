@@ -12,10 +12,12 @@ import attrs
 import click
 import redis
 
+from .cli_schedules import schedules
 from .config import METRICS_PORT, Settings
 from .errors import JobqError
 from .plugins import PluginHost
 from .queue import QueueManager
+from .redaction import redact_logs
 from .spec import QueueSpec
 
 
@@ -77,6 +79,7 @@ class JobqGroup(click.Group):
 def cli(ctx: click.Context, log_level: str) -> None:
     """jobq: a Redis job queue with installable job-type plugins."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logs()  # every logger a DEBUG level turns on (httpcore, hpack, urllib3, botocore...) goes through it
     if ctx.obj is None:
         ctx.obj = Ctx()
 
@@ -199,9 +202,19 @@ def enqueue(obj: Ctx, queue: str, data: str, job_id: str | None, delay: float | 
 @click.argument("queue")
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 unless it completed.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds --wait waits.")
 @click.pass_obj
-def job(obj: Ctx, queue: str, job_id: str, as_json: bool) -> None:
+def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: float) -> None:
     """Show a job: state, progress, attempts, result, failure (secrets redacted)."""
+    from .results import JobNotCompleted
+
+    unsuccessful = False
+    if wait:
+        try:
+            obj.manager.wait_for(queue, job_id, timeout)
+        except JobNotCompleted:
+            unsuccessful = True
     data = obj.manager.job_dict(queue, job_id)
 
     def human(d: dict[str, Any]) -> None:
@@ -213,6 +226,8 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool) -> None:
                 click.echo(d["failure"]["stack"].rstrip())
 
     _out(data, as_json, human)
+    if unsuccessful:
+        sys.exit(1)
 
 
 @cli.command()
@@ -381,6 +396,9 @@ def bench(obj: Ctx, n: int, concurrency: int, as_json: bool) -> None:
                    f"({r['latency_samples']} jobs, one at a time)")
 
     _out(result, as_json, human)
+
+
+cli.add_command(schedules)
 
 
 def main() -> None:

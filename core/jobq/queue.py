@@ -19,9 +19,21 @@ import redis.asyncio
 
 from . import tracing
 from .config import Settings
-from .errors import ConfigError, InvalidOptions, InvalidPayload, JobNotFound, PayloadTooLarge, UnknownQueue
+from .errors import (
+    ConfigError,
+    EnqueueError,
+    InvalidOptions,
+    InvalidPayload,
+    JobNotFound,
+    PayloadTooLarge,
+    QueueFull,
+    QueueUnavailable,
+    UnknownQueue,
+)
 from .jobs import REDACTED, STATES, Job, JobOptions, job_to_dict
 from .keys import JOB_ID, QueueKeys, queues_key, worker_key, workers_key
+from .results import ResultOps
+from .schedules import ScheduleOps
 from .scripts import Scripts
 from .serialization import structure_payload
 from .spec import QUEUE_NAME, QueueSpec
@@ -142,7 +154,7 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class _Ops:
+class _Ops(ScheduleOps, ResultOps):
     """Every operation, written once as a generator of Redis calls."""
 
     def __init__(self, settings: Settings | None = None, specs: Iterable[QueueSpec] | None = None,
@@ -169,7 +181,7 @@ class _Ops:
     def _prepare(self, queue: str, job_id: str | None, data: Any, options: Mapping[str, Any]) -> list[Any]:
         if job_id is None:
             job_id = os.urandom(16).hex()
-        elif not isinstance(job_id, str) or not JOB_ID.match(job_id):
+        elif not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
             raise InvalidOptions(f"job id {job_id!r} must match {JOB_ID.pattern}")
         opts = validate_options(options)
         spec = self.specs.get(queue)
@@ -211,7 +223,12 @@ class _Ops:
                  ) -> Op[list[Job]]:
         from .dependencies import check_dependencies
 
-        yield from self._check_queue(queue)
+        try:
+            yield from self._check_queue(queue)
+        except redis.RedisError as exc:
+            if (mapped := _enqueue_error(queue, exc)) is None:
+                raise
+            raise mapped from exc
         prepared, blocked, deps, policies = [], [], [], []
         for item in jobs:
             job_id, data, *rest = item
@@ -281,15 +298,15 @@ class _Ops:
         """Create the jobs (ready ones in one enqueue.lua call); the states of ids that existed."""
         from .dependencies import add_blocked
 
-        k = self.keys(queue)
         states: dict[str, str] = {}
         now_ms = 0
         if prepared:
-            args: list[Any] = [self.settings.events_maxlen, len(prepared), k.base]
-            for p in prepared:
-                args.extend(p[:8])
-            res = yield _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq, k.idle, k.active,
-                                            k.meta, *(k.job(p[0]) for p in prepared)], args)
+            try:
+                res = yield _Ops._enqueue_call(self, queue, prepared)
+            except redis.RedisError as exc:
+                if (mapped := _enqueue_error(queue, exc)) is None:
+                    raise
+                raise mapped from exc
             now_ms = res[0]
             states.update((p[0], s.decode() if isinstance(s, bytes) else s)
                           for p, s in zip(prepared, res[1:], strict=True))
@@ -298,12 +315,21 @@ class _Ops:
             states.update((p[0], s) for p, s in zip(blocked, bstates, strict=True))
         return states, now_ms
 
+    def _enqueue_call(self, queue: str, prepared: list[list[Any]]) -> _Script:
+        """The enqueue script call for jobs from ``_prepare`` (a schedule tick extends it)."""
+        k = self.keys(queue)
+        args: list[Any] = [self.settings.events_maxlen, len(prepared), k.base]
+        for p in prepared:
+            args.extend(p[:8])
+        return _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq, k.idle, k.active,
+                                   k.meta, *(k.job(p[0]) for p in prepared)], args)
+
     def add_job(self, queue: str, job_id: str | None, data: Any, **options: Any) -> Op[Job]:
         jobs = yield from _Ops.add_jobs(self, queue, [(job_id, data, options)])
         return jobs[0]
 
     def _check_queue(self, queue: str) -> Op[None]:
-        if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+        if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
             raise UnknownQueue(f"invalid queue name {queue!r}")
         if queue in self._known or queue in self.specs or not self.strict:
             return
@@ -496,6 +522,25 @@ class _Ops:
         return [{"id": i.decode(), **{a.decode(): b.decode() for a, b in f.items()}} for i, f in rows]
 
 
+def _enqueue_error(queue: str, exc: redis.RedisError) -> EnqueueError | None:
+    """The producer's view of a Redis failure up to the enqueue script, which writes all or nothing.
+
+    Redis refuses a script under OOM at its first write, so nothing was written. A refused or
+    broken connection means the script did not run; after a timeout it may have, which is why
+    the advice is to retry with the same job id (enqueue is idempotent per id).
+    """
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return QueueFull(f"queue {queue!r} is full: Redis is at its maxmemory and refused the write; "
+                         "nothing was enqueued, retry later", queue=queue)
+    if isinstance(exc, redis.TimeoutError):
+        return QueueUnavailable(f"queue {queue!r} is unavailable: Redis did not answer in time; retry with the "
+                                "same job id (enqueue is idempotent per id)", queue=queue)
+    if isinstance(exc, redis.ConnectionError):
+        return QueueUnavailable(f"queue {queue!r} is unavailable: cannot reach Redis ({type(exc).__name__}); "
+                                "nothing was enqueued", queue=queue)
+    return None
+
+
 def _stamp_trace(prepared: list[list[Any]], traceparent: str) -> None:
     """Store the W3C trace context in each job's options (``tp``), where the worker finds it."""
     for p in prepared:
@@ -565,7 +610,8 @@ async def _run_async(client: redis.asyncio.Redis, scripts: Scripts, gen: Op[T]) 
 _PUBLIC = ("add_job", "add_jobs", "get_job", "get_job_status", "get_queue_metrics", "get_queue_stats",
            "list_queues", "get_counters", "list_jobs", "list_job_ids", "list_workers", "health_check",
            "pause_queue", "resume_queue", "retry_job", "retry_failed", "promote_job", "remove_job", "purge",
-           "read_events", "cancel_job", "add_flow")
+           "read_events", "cancel_job", "add_flow", "wait_for", "add_schedule", "remove_schedule",
+           "pause_schedule", "resume_schedule", "trigger_schedule", "list_schedules")
 
 
 def _sync_method(name: str) -> Callable[..., Any]:

@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import time
@@ -30,7 +31,8 @@ from .context import JobContext
 from .errors import Retry, is_retryable, reason_code
 from .keys import QueueKeys, queues_key, worker_key, workers_key
 from .queue import make_client
-from .redaction import redact, secret_values
+from .redaction import redact, secret_values, secrets_in_logs
+from .schedules import Scheduler
 from .scripts import Scripts
 from .serialization import structure_payload
 from .spec import QueueSpec
@@ -293,12 +295,16 @@ class QueueRunner:
         if self.w.hooks is not None:
             self.w.hooks.job_started(queue=spec.name, job_id=job_id, attempt=attempt,
                                      wait=max(0.0, (now_ms - int(created)) / 1000))
-        run = self._execute(active, opts, ref.decode() if ref else None, secrets)
+        run = self._scrubbed(active, opts, ref.decode() if ref else None, secrets)
         if tracing.TRACER is None:
             active.task = asyncio.get_running_loop().create_task(run)
         else:  # the handler runs inside the attempt's span: its own HTTP calls are children of it
             active.span, context = tracing.start_process(spec.name, job_id, attempt, opts.get("tp") if opts else None)
             active.task = asyncio.get_running_loop().create_task(run, context=context)
+
+    async def _scrubbed(self, a: _Active, *args: Any) -> None:
+        with secrets_in_logs(a.secrets):  # whatever logs while the job runs, DEBUG libraries included
+            await self._execute(a, *args)
 
     async def _execute(self, a: _Active, opts: dict[str, Any] | None, ref: str | None,
                        secrets: dict[str, Any] | None) -> None:
@@ -429,7 +435,8 @@ class QueueRunner:
         backoff = spec.backoff if not opts or opts.get("backoff") is None else opts["backoff"]
         k = self.keys
         args = [a.id, a.token, kind, code, message, stack, retries, int(backoff * 1000), int(defer * 1000),
-                spec.max_deferrals, self.w.settings.events_maxlen, 0]
+                spec.max_deferrals, self.w.settings.events_maxlen,
+                spec.backoff_jitter * random.random() if spec.backoff_jitter else 0]
         res = await self.w.call_with_retry(self.w.scripts.fail, [k.job(a.id), k.active, k.delayed, k.failed,
                                                                  k.events, k.stats, k.marker], args)
         if res is None or res[0] == b"LOST":
@@ -625,6 +632,7 @@ class Worker:
         self._storage: Any = None
         self._dep_tasks: set[asyncio.Task[None]] = set()
         self.ready = False
+        self.scheduler: Scheduler | None = None
 
     @property
     def storage(self) -> Any:
@@ -672,13 +680,15 @@ class Worker:
         background: list[asyncio.Task[Any]] = []
         pumps: list[asyncio.Task[Any]] = []
         try:
-            await self._announce()
+            await self._announce_at_start()
             for r in self.runners:
                 pumps.append(asyncio.create_task(r.pump(), name=f"jobq-pump-{r.spec.name}"))
                 background.append(asyncio.create_task(r.listen(), name=f"jobq-listen-{r.spec.name}"))
             background.append(asyncio.create_task(self._heartbeats(), name="jobq-heartbeat"))
             background.append(asyncio.create_task(self._presence(), name="jobq-presence"))
             background.append(asyncio.create_task(self._reaper(), name="jobq-reaper"))
+            self.scheduler = Scheduler(self)
+            background.append(asyncio.create_task(self.scheduler.run(), name="jobq-scheduler"))
             self.ready = True
             if self.hooks is not None:
                 self.hooks.worker_started(worker_id=self.id, queues=[x.name for x in self.specs])
@@ -737,6 +747,18 @@ class Worker:
                             "set it to 'noeviction'", value)
         except redis.ResponseError:
             pass  # CONFIG not allowed for this ACL user
+
+    async def _announce_at_start(self) -> None:
+        """Announce, but serve even if Redis refuses: at ``maxmemory`` only workers free memory, so a
+        worker that exited here would leave a supervisor restarting it forever. ``_presence`` retries."""
+        try:
+            await self._announce()
+        except redis.OutOfMemoryError:
+            log.warning("worker %s cannot announce itself: Redis is at its maxmemory and refuses writes; "
+                        "serving anyway (draining frees memory), retrying every %.0fs", self.id, self.presence_interval)
+        except redis.RedisError as exc:
+            log.warning("worker %s cannot announce itself (%s); serving anyway, retrying every %.0fs",
+                        self.id, type(exc).__name__, self.presence_interval)
 
     async def _announce(self) -> None:
         s = self.settings

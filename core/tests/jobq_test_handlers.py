@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from jobq import QueueSpec
+from jobq import QueueSpec, Schedule
 
 
 def _ledger(job, event):
@@ -64,6 +64,7 @@ SPECS = {
     "cpu": QueueSpec(name="cpu", handler=cpu_burn, concurrency=2, execution="process"),
     "poison1": QueueSpec(name="poison1", handler=poison, concurrency=1, retries=3, max_stalls=1),
     "sleepy1": QueueSpec(name="sleepy1", handler=sleepy, concurrency=1, retries=3, backoff=0.1),
+    "ticker": QueueSpec(name="ticker", handler=sleepy, concurrency=2, schedules=[Schedule(name="beat", every=1)]),
     "chain1": QueueSpec(name="chain1", handler=chain_step, concurrency=2),
     "chain2": QueueSpec(name="chain2", handler=chain_step, concurrency=2),
     "chain3": QueueSpec(name="chain3", handler=chain_step, concurrency=2),

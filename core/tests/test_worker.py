@@ -55,6 +55,24 @@ def test_retries_with_exponential_backoff_then_failed(jobq_harness):
     assert [e["event"] for e in events][-1] == "failed"
 
 
+def test_full_jitter_spreads_retries_below_the_exponential_delay(jobq_harness):
+    spec = QueueSpec(name="jit", handler=always_fails, retries=3, backoff=0.2, backoff_jitter=1.0, concurrency=8)
+    jobq_harness.start(spec)
+    ids = [f"j{i}" for i in range(8)]
+    jobq_harness.manager.add_jobs("jit", [(i, {}) for i in ids])
+    for i in ids:
+        assert jobq_harness.wait("jit", i).failed_attempts == 4
+    delays: dict[str, list[int]] = {}
+    for e in jobq_harness.manager.read_events("jit", count=1000):
+        if e["event"] == "retrying":
+            delays.setdefault(e["jobId"], []).append(int(e["delay"]))
+    assert sorted(delays) == ids
+    for d in delays.values():  # retry n waits uniformly in [0, 200 ms x 2^(n-1)]
+        assert len(d) == 3 and all(0 <= x <= cap for x, cap in zip(d, (200, 400, 800), strict=True))
+    firsts = [d[0] for d in delays.values()]
+    assert len(set(firsts)) > 1, f"jobs that failed together retry together: {firsts}"
+
+
 def unrecoverable(job):
     raise UnrecoverableError("bad input", code="ERR_BAD_INPUT")
 

@@ -170,14 +170,14 @@ def _login_redirect(request: Request) -> Response:
 
 def _queue(request: Request) -> str:
     q = request.path_params["queue"]
-    if not QUEUE_NAME.match(q):
+    if not QUEUE_NAME.fullmatch(q):
         raise HTTPException(404, "no such queue")
     return q
 
 
 def _job_id(request: Request) -> str:
     j = request.path_params["job_id"]
-    if not JOB_ID.match(j):
+    if not JOB_ID.fullmatch(j):
         raise HTTPException(404, "no such job")
     return j
 

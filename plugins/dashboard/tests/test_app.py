@@ -151,6 +151,8 @@ def test_queue_page_windows_and_filters(admin, manager):
     shown = [line for line in odd.split("\n") if "/queues/dash/jobs/" in line]
     assert len(shown) == 10 and all("job1" in s for s in shown)  # job101 .. job119, odd ones
     assert "Filtered: each page looks at up to" in odd
+    assert admin.get("/queues/dash?state=bogus").status_code == 400
+    assert admin.get("/queues/bad%20name").status_code == 404
 
 
 def test_filtered_listing_spends_a_bounded_scan_budget(admin, manager, monkeypatch):
@@ -163,8 +165,6 @@ def test_filtered_listing_spends_a_bounded_scan_budget(admin, manager, monkeypat
     assert "offset=30" in first
     last = admin.get("/queues/dash?state=waiting&name=hit&offset=90").text
     assert all(f"/queues/dash/jobs/b00{i}" in last for i in range(5)) and "Next page" not in last
-    assert admin.get("/queues/dash?state=bogus").status_code == 400
-    assert admin.get("/queues/bad%20name").status_code == 404
 
 
 def test_failed_filter_by_reason_code(admin, manager, jobq_harness):
