@@ -250,8 +250,10 @@ async def queue(request: Request) -> Response:
     counts["blocked"] = await m.redis.zcard(m.keys(q).blocked)
     listing = await data.job_list(m, q, state, offset, filters["id"], filters["name"], filters["code"])
     paused = await m.redis.hget(m.keys(q).meta, "paused") == b"1"
+    schedules = await data.schedules(m, q)
     return render(request, "queue.html", queue=q, state=state, counts=counts, filters=filters, offset=offset,
-                  paused=paused, page_size=data.PAGE_SIZE, scan_limit=data.SCAN_LIMIT, **listing)
+                  paused=paused, page_size=data.PAGE_SIZE, scan_limit=data.SCAN_LIMIT, schedules=schedules,
+                  **listing)
 
 
 @page

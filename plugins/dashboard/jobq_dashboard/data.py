@@ -190,6 +190,17 @@ async def workers(m: AsyncQueueManager) -> list[dict[str, Any]]:
     return out
 
 
+async def schedules(m: AsyncQueueManager, queue: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The queue's schedules (at most ``limit``) with their last and next run."""
+    out = []
+    for info in (await m.list_schedules(queue, runs=1))[:limit]:
+        s = info.schedule
+        when = f"cron {s.cron} ({s.timezone})" if s.cron else f"every {s.every:g} s"
+        out.append({"name": s.name, "when": when, "paused": info.paused, "last": fmt_time(info.last_tick),
+                    "next": fmt_time(info.next_runs[0]) if info.next_runs else "-"})
+    return out
+
+
 def audit_key(prefix: str) -> str:
     return f"{prefix}:dashboard:audit"
 

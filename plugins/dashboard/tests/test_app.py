@@ -308,3 +308,12 @@ def test_a_sign_in_ends_after_session_hours_even_when_used(admin, app, monkeypat
     later = time_module.time() + 8 * 3600 + 5
     monkeypatch.setattr("jobq_dashboard.app.time.time", lambda: later)
     assert admin.get("/", follow_redirects=False).status_code == 303
+
+
+def test_queue_page_lists_its_schedules(admin, manager):
+    from jobq import Schedule
+
+    manager.add_schedule("dash", Schedule(name="nightly", cron="0 3 * * *", data={"n": 1}))
+    manager.add_schedule("dash", Schedule(name="often", every=90))
+    text = admin.get("/queues/dash").text
+    assert "<h2>Schedules</h2>" in text and "<td>cron 0 3 * * * (UTC)</td>" in text and "<td>every 90 s</td>" in text
