@@ -317,3 +317,12 @@ def test_queue_page_lists_its_schedules(admin, manager):
     manager.add_schedule("dash", Schedule(name="often", every=90))
     text = admin.get("/queues/dash").text
     assert "<h2>Schedules</h2>" in text and "<td>cron 0 3 * * * (UTC)</td>" in text and "<td>every 90 s</td>" in text
+
+
+def test_a_huge_payload_is_not_read(admin, manager, jobq_settings, monkeypatch):
+    from jobq_dashboard import data
+
+    monkeypatch.setattr(data, "MAX_FIELD_BYTES", 1000)
+    manager.add_job("dash", "big", {"blob": "<i>" + "x" * 5000 + "</i>"}, delay=3600)
+    text = admin.get("/queues/dash/jobs/big").text
+    assert "x" * 1000 not in text and "bytes: too large to show here" in text and ">delayed<" in text
