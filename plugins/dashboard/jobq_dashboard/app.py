@@ -2,7 +2,7 @@
 
 :func:`create_app` builds it; mount it anywhere (``Mount("/jobq", app=create_app())``) or run it with
 ``jobq dashboard``. Pages are server-rendered with autoescaped templates and read with JavaScript off;
-a small script only refreshes the live parts every 2 s while the tab is visible.
+a small script only refreshes the live parts (within 2 s) while the tab is visible.
 """
 
 from __future__ import annotations
