@@ -610,8 +610,8 @@ async def _run_async(client: redis.asyncio.Redis, scripts: Scripts, gen: Op[T]) 
 _PUBLIC = ("add_job", "add_jobs", "get_job", "get_job_status", "get_queue_metrics", "get_queue_stats",
            "list_queues", "get_counters", "list_jobs", "list_job_ids", "list_workers", "health_check",
            "pause_queue", "resume_queue", "retry_job", "retry_failed", "promote_job", "remove_job", "purge",
-           "read_events", "cancel_job", "add_flow", "wait_for", "add_schedule", "remove_schedule",
-           "pause_schedule", "resume_schedule", "trigger_schedule", "list_schedules")
+           "read_events", "cancel_job", "add_flow", "wait_for", "add_schedule", "remove_schedule", "pause_schedule",
+           "resume_schedule", "trigger_schedule", "list_schedules")
 
 
 def _sync_method(name: str) -> Callable[..., Any]:

@@ -248,7 +248,6 @@ def jobq_redis_server() -> Iterator[RedisServer]:
     finally:
         server.close()
 
-
 CHROMIUM = os.environ.get("JOBQ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run")

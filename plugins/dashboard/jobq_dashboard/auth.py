@@ -20,7 +20,7 @@ import attrs
 USERS_ENV = "JOBQ_DASHBOARD_USERS"
 SECRET_ENV = "JOBQ_DASHBOARD_SECRET"
 ROLES = ("admin", "viewer")
-_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _LOG2N, _R, _P = 15, 8, 1  # 32 MiB, ~0.1 s per check: slow for guessing, fine for a login
 MAX_PASSWORD = 1024
 LOGIN_LIMIT = 5  # failed attempts per user and address ...
@@ -94,7 +94,7 @@ def parse_users(raw: str | None) -> dict[str, User]:
             continue
         name, _, rest = item.partition(":")
         role, _, stored = rest.partition(":")
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise UsersError(f"{USERS_ENV} entry {i}: the user name must match {_NAME.pattern}")
         if role not in ROLES:
             raise UsersError(f"{USERS_ENV} entry {i} ({name}): the role must be admin or viewer, got {role!r}")

@@ -77,6 +77,5 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
 
 @pytest.fixture(scope="session")
 def browser(chromium: Any) -> Any:
-    """Headless Chromium driven by Playwright, one per test session (``jobq.testing``'s ``chromium``:
-    the Debian package, never a downloaded browser)."""
+    """Headless Chromium (the Debian package, driven by Playwright): ``jobq.testing``'s one per session."""
     return chromium
