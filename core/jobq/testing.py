@@ -253,11 +253,13 @@ CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     """The system's headless Chromium (Debian package) driven by Playwright; never a downloaded browser.
 
-    Yields a Playwright ``Browser``; open ``browser.new_context()`` per test and close it.
+    Yields a Playwright ``Browser``; open ``browser.new_context()`` per test and close it. One per test
+    module, not per session: Playwright's sync API keeps an event loop running in the main thread while
+    it is open, and later tests calling ``asyncio.run()`` would fail.
     """
     try:
         from playwright.sync_api import sync_playwright
