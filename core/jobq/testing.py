@@ -257,9 +257,10 @@ CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networki
 def chromium() -> Iterator[Any]:
     """The system's headless Chromium (Debian package) driven by Playwright; never a downloaded browser.
 
-    Yields a Playwright ``Browser``; open ``browser.new_context()`` per test and close it. One per test
-    module, not per session: Playwright's sync API keeps an event loop running in the main thread while
-    it is open, and later tests calling ``asyncio.run()`` would fail.
+    Module-scoped: Playwright's sync API runs an event loop in this thread while it is open, and a
+    later test calling ``asyncio.run`` would find it running.
+
+    Yields a Playwright ``Browser``; open ``browser.new_context()`` per test and close it.
     """
     try:
         from playwright.sync_api import sync_playwright

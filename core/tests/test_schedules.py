@@ -62,6 +62,8 @@ def test_bad_definitions_name_the_field(kwargs, field):
     assert field in str(e.value)
     with pytest.raises(InvalidOptions, match="schedule name"):
         Schedule(name="no spaces", every=5)
+    with pytest.raises(InvalidOptions, match="schedule name"):
+        Schedule(name="nightly\n", every=5)
 
 
 def test_every_ticks_count_from_the_epoch():
