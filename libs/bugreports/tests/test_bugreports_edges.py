@@ -348,3 +348,28 @@ def test_server_limits_from_the_environment() -> None:
     for bad in ("0", "-1", "soon", "nan"):
         with pytest.raises(ConfigError, match="JOBQ_API_BODY_TIMEOUT"):
             ServerLimits.from_env({"JOBQ_API_BODY_TIMEOUT": bad})
+
+
+def test_a_client_waiting_for_100_continue_gets_its_refusal_without_sending(api) -> None:
+    head = POST_HEAD.format(path="/api/v1/reports", key="wrong-key-0123456789abcdef", length=50_000_000)
+    with api() as client, connect(client) as sock:
+        sock.sendall(head.replace("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n").encode())
+        answer = read_to_close(sock, 5)
+    assert answer is not None and status_of(answer) == 401  # no 100 Continue first: nothing invited
+    assert b"100 Continue" not in answer
+
+
+def test_reads_show_public_urls_only() -> None:
+    from jobq_bugreports.intake import public_only
+
+    shown = public_only({
+        "originalUrl": "file:///var/lib/jobq/s/1/original.png", "thumbnailUrl": "https://cdn.example/t.png",
+        "chunks": ["s3://bucket/replays/1/chunk-001.json.gz", "https://cdn.example/c1.json.gz"],
+        "storagePath": "/var/lib/jobq/replays/1", "note": "see: the manual", "route": "/checkout",
+        "nested": {"manifestUrl": "gs://bucket/m.json", "count": 3},
+    })
+    assert shown == {
+        "originalUrl": None, "thumbnailUrl": "https://cdn.example/t.png",
+        "chunks": [None, "https://cdn.example/c1.json.gz"], "storagePath": None, "note": "see: the manual",
+        "route": "/checkout", "nested": {"manifestUrl": None, "count": 3},
+    }
