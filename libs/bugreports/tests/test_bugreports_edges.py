@@ -180,8 +180,9 @@ def test_descriptor_exhaustion_neither_starves_nor_floods_the_log(api_process, j
         logged = sum(map(len, lines)) - logged_before
         for s in socks:
             s.close()
-    assert logged < 20_000, "".join(lines)[-3000:]
-    assert "Traceback" not in "".join(lines)
+    text = "".join(lines)
+    assert logged < 20_000, text[-3000:]
+    assert "Traceback" not in text, text[max(0, text.find("Traceback") - 1500):][:4000]
 
 
 def test_repeat_filter_keeps_a_flood_out_of_the_log() -> None:
@@ -343,7 +344,7 @@ def test_413_reaches_a_client_still_sending(api) -> None:
 def test_server_limits_from_the_environment() -> None:
     limits = ServerLimits.from_env({"JOBQ_API_HEADER_TIMEOUT": "2.5", "JOBQ_API_MAX_CONNECTIONS": "10"})
     assert limits.header_timeout == 2.5 and limits.max_connections == 10 and limits.body_timeout == 60
-    room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 64
+    room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 128
     assert ServerLimits.from_env({"JOBQ_API_MAX_CONNECTIONS": str(room + 100)}).max_connections == room
     for bad in ("0", "-1", "soon", "nan"):
         with pytest.raises(ConfigError, match="JOBQ_API_BODY_TIMEOUT"):
