@@ -50,6 +50,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     payload_ref: str | None = None
+    group: str | None = None
 
     @classmethod
     def from_hash(cls, queue: str, job_id: str, h: dict[bytes, bytes], *, paused: bool = False) -> Job:
@@ -78,6 +79,7 @@ class Job:
             started_at=_sec(g.get("started")),
             finished_at=_sec(g.get("finished")),
             payload_ref=g.get("ref") or None,
+            group=g.get("grp") or None,
         )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
-NAMES = ("enqueue", "fetch", "fail", "heartbeat", "progress", "release", "reap", "retry", "remove", "purge", "idle")
+NAMES = ("enqueue", "fetch", "fail", "heartbeat", "progress", "release", "reap", "retry", "remove", "purge", "idle",
+         "group")
 
 
 @cache
