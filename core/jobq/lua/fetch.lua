@@ -17,9 +17,10 @@ for i = 1, nack do
   local b = 9 + (i - 1) * 3
   local id, tok = ARGV[b + 1], ARGV[b + 2]
   local jk = KEYS[11 + i]
-  if redis.call('HGET', jk, 'token') == tok then
+  local h = redis.call('HMGET', jk, 'token', 'grp')
+  if h[1] == tok then
     redis.call('ZREM', KEYS[4], id)
-    group_left(base, jk)
+    group_left(base, jk, h[2])
     redis.call('ZADD', KEYS[5], now, id)
     redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', ARGV[b + 3])
     redis.call('HDEL', jk, 'token', 'secrets', 'code', 'error', 'stack')
@@ -40,6 +41,7 @@ local nextdue = -1
 local f = want > 0 and flow(base, now)
 if f and not f.paused then
   local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+  local open = redis.call('ZRANGEBYSCORE', base .. 'gwake', '-inf', now, 'LIMIT', 0, 100)
   if #due > 0 then
     redis.call('ZREM', KEYS[3], unpack(due))
     for _, id in ipairs(due) do
@@ -51,7 +53,6 @@ if f and not f.paused then
       end
     end
   end
-  local open = redis.call('ZRANGEBYSCORE', base .. 'gwake', '-inf', now, 'LIMIT', 0, 100)
   if #open > 0 then
     redis.call('ZREM', base .. 'gwake', unpack(open))
     for _, g in ipairs(open) do ring_offer(base, g) end
@@ -64,7 +65,7 @@ if f and not f.paused then
       f.held = redis.call('EXISTS', base .. 'limits') == 1
     end
   end
-  f.groups = redis.call('EXISTS', base .. 'ring') == 1
+  if #due > 0 or #open > 0 then f.groups = redis.call('EXISTS', base .. 'ring') == 1 end
   local room = rate_room(f, want)
   local ids = {}
   if room > 0 and not f.groups and not f.held and redis.call('ZCARD', KEYS[2]) == 0 then

@@ -207,9 +207,10 @@ local function rate_wait(f)
 end
 
 -- Every path by which a job leaves active calls this once: the job's group gets its slot back
--- and returns to the ring (waking a worker) if that was all that kept it out.
-local function group_left(base, jk)
-  local g = redis.call('HGET', jk, 'grp')
+-- and returns to the ring (waking a worker) if that was all that kept it out. g: the job's group
+-- when the caller read it already (false: none), else nil.
+local function group_left(base, jk, g)
+  if g == nil then g = redis.call('HGET', jk, 'grp') end
   if not g then return end
   if redis.call('HINCRBY', base .. 'gactive', g, -1) <= 0 then redis.call('HDEL', base .. 'gactive', g) end
   if ring_offer(base, g) then wake(base .. 'marker', 1) end

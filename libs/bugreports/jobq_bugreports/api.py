@@ -32,6 +32,7 @@ from .intake import (
     fallback_specs,
 )
 from .projects import API_KEYS, PROJECTS_FILE, ApiKeys, Project, load_projects
+from .ratelimit import RequestLimiter, Verdict
 from .store import ReportStore
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,14 @@ class IntakeApp:
         self.intake = intake
         self.api_keys = api_keys
         self.max_body = max_body
+        self.limiter = RequestLimiter(intake.manager.redis, intake.manager.settings.prefix)
+
+    async def _admit(self, project_id: str) -> Verdict | None:
+        """The project's ``rateLimit`` verdict for one more report, ``None`` when it has no limit."""
+        project = self.intake.projects.get(project_id)
+        if project is None or project.rate_limit is None:
+            return None
+        return await run_in_threadpool(self.limiter.check, project_id, project.rate_limit)
 
     def _project(self, request: Request) -> str | None:
         return self.api_keys.project_for(request.headers.get(API_KEY_HEADER))
@@ -92,6 +101,13 @@ class IntakeApp:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             return error(415, "ERR_UNSUPPORTED_MEDIA_TYPE", "send the report as application/json")
+        verdict = await self._admit(project_id)
+        limit_headers = verdict.headers() if verdict is not None else {}
+        if verdict is not None and not verdict.allowed:
+            resp = error(429, "ERR_RATE_LIMITED", f"over this project's limit of {verdict.limit} reports in "
+                         f"{self.intake.projects[project_id].rate_limit.per_seconds:g} s; retry later")  # type: ignore[union-attr]
+            resp.headers.update(limit_headers)
+            return resp
         try:
             raw = await read_body(request, self.max_body)
             report = await run_in_threadpool(self._create, project_id, raw)
@@ -105,7 +121,8 @@ class IntakeApp:
             return _unavailable("ERR_QUEUE_UNAVAILABLE", str(exc))
         except StoreUnavailable as exc:
             return _unavailable("ERR_STORE_UNAVAILABLE", str(exc))
-        return JSONResponse(report, status_code=201, headers={"Location": f"/api/v1/reports/{report['id']}"})
+        return JSONResponse(report, status_code=201,
+                            headers={"Location": f"/api/v1/reports/{report['id']}", **limit_headers})
 
     def _create(self, project_id: str, raw: bytes) -> dict[str, Any]:
         return self.intake.create(project_id, _decode(raw))

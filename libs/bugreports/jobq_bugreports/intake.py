@@ -257,7 +257,8 @@ class Intake:
                 for queue in QUEUES:
                     group = [j for j in planned if j.queue == queue]
                     if group:
-                        self.manager.add_jobs(queue, [(j.job_id, j.data) for j in group])
+                        # grouped by project: a flooding project cannot starve the others
+                        self.manager.add_jobs(queue, [(j.job_id, j.data, {"group": project_id}) for j in group])
                         added.extend(group)
         except PayloadTooLarge as exc:
             self._unwind(added)
