@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from jobq import ConfigError, QueueSpec, Settings
+from jobq.limits import Admission
 from jobq.queue import QueueManager
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -32,7 +33,7 @@ from .intake import (
     fallback_specs,
 )
 from .projects import API_KEYS, PROJECTS_FILE, ApiKeys, Project, load_projects
-from .ratelimit import RequestLimiter, Verdict
+from .ratelimit import RequestLimiter
 from .store import ReportStore
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class IntakeApp:
         self.max_body = max_body
         self.limiter = RequestLimiter(intake.manager.redis, intake.manager.settings.prefix)
 
-    async def _admit(self, project_id: str) -> Verdict | None:
+    async def _admit(self, project_id: str) -> Admission | None:
         """The project's ``rateLimit`` verdict for one more report, ``None`` when it has no limit."""
         project = self.intake.projects.get(project_id)
         if project is None or project.rate_limit is None:
