@@ -254,3 +254,36 @@ def test_a_rate_limited_key_holds_the_jobs_of_every_worker(fleet, flow_settings)
     assert m.get_job("vendor", "trip").failed_attempts == 0
     rc.close()
     m.shutdown()
+
+
+def test_cli_pauses_a_group_and_stats_show_groups_and_rate_limits(jobq_settings):
+    m = QueueManager(jobq_settings, strict=False)
+    try:
+        m.add_jobs("cliq", [(f"a{i}", {}, {"group": "big"}) for i in range(5)] + [("b0", {}, {"group": "small"})])
+        m.redis.hset(m.keys("cliq").meta, "rate", "10/60000")  # what a rate-limited worker announces
+        m.redis.sadd(jobq_settings.prefix + ":queues", "cliq")
+        obj = _cli_obj(m)
+        obj._host = _no_plugins()
+        runner = CliRunner()
+        out = runner.invoke(cli, ["pause", "cliq", "--group", "big"], obj=obj)
+        assert out.exit_code == 0 and "paused group big of cliq" in out.output
+        out = runner.invoke(cli, ["stats", "--groups"], obj=obj)
+        assert out.exit_code == 0, out.output
+        assert "cliq: rate 10/60s (0 started in the window)" in out.output
+        lines = out.output.splitlines()
+        big = next(i for i, x in enumerate(lines) if x.strip().startswith("big"))
+        assert "5 waiting" in lines[big] and "paused" in lines[big]
+        assert lines[big + 1].strip().startswith("small")
+        data = json.loads(runner.invoke(cli, ["stats", "--json", "--groups=1"], obj=obj).output)
+        assert [g["group"] for g in data["groups"]["cliq"]] == ["big"]
+        assert data["flow"]["cliq"]["rate_limit"] == [10, 60.0]
+        with pytest.raises(InvalidOptions, match="group"):
+            m.pause_group("cliq", "no spaces")
+    finally:
+        m.shutdown()
+
+
+def _no_plugins():
+    from jobq.plugins import PluginHost
+
+    return PluginHost(group="jobq.none").load()
