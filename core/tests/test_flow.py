@@ -287,3 +287,22 @@ def _no_plugins():
     from jobq.plugins import PluginHost
 
     return PluginHost(group="jobq.none").load()
+
+
+def test_a_free_job_behind_a_flood_of_held_jobs_still_starts_soon(jobq_harness):
+    """Parking held jobs is bounded per claim call (no long script), and the claim comes back at once."""
+    spec, starts = _recording("heldflood", concurrency=2)
+    m = jobq_harness.manager
+    m.specs[spec.name] = spec
+    rc = m.redis
+    k = m.keys("heldflood")
+    rc.zadd(k.limits, {"acct": int(rc.time()[0]) * 1000 + 60_000})  # as a RateLimited(60, key="acct") leaves it
+    for i in range(0, 2500, 500):
+        m.add_jobs("heldflood", [(f"h{j}", {}, {"limit_key": "acct"}) for j in range(i, i + 500)])
+    m.add_job("heldflood", "free", {})
+    jobq_harness.start(spec)
+    wait_until(lambda: "free" in starts, 5, message="the free job")
+    assert starts == ["free"]
+    assert m.get_queue_metrics("heldflood")["delayed"] == 2500
+    slots = sorted(s for _, s in rc.zrange(k.delayed, 0, -1, withscores=True))
+    assert slots[3] == slots[0] and slots[4] == slots[0] + 250  # released 4 at a time, 250 ms apart

@@ -89,6 +89,7 @@ if f and not f.paused then
     nextdue = rate_wait(f)
     local w = redis.call('ZRANGE', base .. 'gwake', 0, 0, 'WITHSCORES')
     if w[2] and (nextdue < 0 or tonumber(w[2]) - now < nextdue) then nextdue = math.max(tonumber(w[2]) - now, 1) end
+    if f.parks <= 0 then nextdue = 1 end  -- parked its budget of held jobs: more may be claimable
   end
 end
 

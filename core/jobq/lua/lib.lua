@@ -91,7 +91,7 @@ local function flow(base, now)
   local m = redis.call('HMGET', base .. 'meta', 'paused', 'rate', 'gconc', 'grate')
   local f = {base = base, now = now, paused = m[1] == '1', gconc = tonumber(m[3]) or 0,
              groups = redis.call('EXISTS', base .. 'ring') == 1,
-             held = redis.call('EXISTS', base .. 'limits') == 1, turn = now % 2 == 0}
+             held = redis.call('EXISTS', base .. 'limits') == 1, turn = now % 2 == 0, parks = 1000}
   if m[2] then
     local a, b = string.match(m[2], '^(%d+)/(%d+)$')
     f.rmax, f.rwin = tonumber(a), tonumber(b)
@@ -132,7 +132,9 @@ local function group_took(f, g)
       again = false
     end
   end
-  if again and group_ready(f.base, g) then redis.call('ZADD', f.base .. 'ring', redis.call('INCR', f.base .. 'rseq'), g) end
+  if again and group_ready(f.base, g) then
+    redis.call('ZADD', f.base .. 'ring', redis.call('INCR', f.base .. 'rseq'), g)
+  end
 end
 
 -- Set (or extend) the hold on limit key; returns the ms it ends.
@@ -151,6 +153,7 @@ local function hold_slot(base, key, untl)
 end
 
 -- If the job's limit key is held, park the job in delayed until its slot; true when parked.
+-- At most f.parks jobs per script call, so a flood behind one key never makes one long call.
 local function hold(f, id)
   if not f.held then return false end
   local jk = f.base .. 'job:' .. id
@@ -160,6 +163,7 @@ local function hold(f, id)
   if not untl or untl <= f.now then return false end
   redis.call('HSET', jk, 'state', 'delayed')
   redis.call('ZADD', f.base .. 'delayed', hold_slot(f.base, key, untl), id)
+  f.parks = f.parks - 1
   return true
 end
 
@@ -168,7 +172,7 @@ end
 -- start is counted against its group.
 local function pop_ready(wait, prio, f)
   if not f then return pop_list(wait, prio) end
-  for _ = 1, 256 do
+  while f.parks > 0 do
     local id, g
     f.turn = not f.turn
     if f.groups and f.turn then id, g = pop_group(f) end
