@@ -2,6 +2,7 @@
 
 from .config import Settings
 from .context import JobContext
+from .dependencies import FlowJob
 from .errors import (
     ConfigError,
     EnqueueError,
@@ -12,6 +13,8 @@ from .errors import (
     JobqError,
     PayloadTooLarge,
     PluginError,
+    QueueFull,
+    QueueUnavailable,
     RateLimited,
     Retry,
     UnknownQueue,
@@ -19,6 +22,8 @@ from .errors import (
 )
 from .jobs import Failure, Job, JobOptions
 from .queue import AsyncQueueManager, QueueManager
+from .results import JobNotCompleted, WaitTimeout
+from .schedules import Schedule, ScheduleInfo, ScheduleNotFound
 from .spec import QueueSpec
 
 __version__ = "0.1.0"
@@ -35,6 +40,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AsyncQueueManager",
     "Failure",
+    "FlowJob",
     "Job",
     "JobOptions",
     "QueueManager",
@@ -44,15 +50,22 @@ __all__ = [
     "InvalidPayload",
     "JobContext",
     "JobFailed",
+    "JobNotCompleted",
     "JobNotFound",
     "JobqError",
     "PayloadTooLarge",
     "PluginError",
+    "QueueFull",
     "QueueSpec",
     "RateLimited",
+    "QueueUnavailable",
     "Retry",
+    "Schedule",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "Settings",
     "UnknownQueue",
     "UnrecoverableError",
+    "WaitTimeout",
     "hookimpl",
 ]

@@ -12,10 +12,12 @@ import attrs
 import click
 import redis
 
+from .cli_schedules import schedules
 from .config import METRICS_PORT, Settings
 from .errors import JobqError
 from .plugins import PluginHost
 from .queue import QueueManager
+from .redaction import redact_logs
 from .spec import QueueSpec
 
 
@@ -77,6 +79,7 @@ class JobqGroup(click.Group):
 def cli(ctx: click.Context, log_level: str) -> None:
     """jobq: a Redis job queue with installable job-type plugins."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logs()  # every logger a DEBUG level turns on (httpcore, hpack, urllib3, botocore...) goes through it
     if ctx.obj is None:
         ctx.obj = Ctx()
 
@@ -156,6 +159,9 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
         raise click.ClickException(f"refusing to start: {exc}") from None
     if not specs:
         raise click.ClickException("no queues to serve: no enabled plugin declares one")
+    from . import tracing
+
+    tracing.setup(configure_sdk=True)  # OTEL_* decide; off without jobq[otel]
     worker = Worker(specs, obj.settings, hooks=host)
     if metrics_port:
         from . import metrics
@@ -163,7 +169,10 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
         metrics.serve(int(metrics_port), obj.settings, worker, addr=metrics_addr)
         click.echo(f"metrics on http://{metrics_addr}:{metrics_port}/metrics", err=True)
     click.echo(f"jobq worker {worker.id}: " + ", ".join(f"{s.name} x{s.concurrency}" for s in specs), err=True)
-    worker.run_forever()
+    try:
+        worker.run_forever()
+    finally:
+        tracing.shutdown()
 
 
 @cli.command()
@@ -211,9 +220,19 @@ def enqueue(obj: Ctx, queue: str, data: str, job_id: str | None, delay: float | 
 @click.argument("queue")
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 unless it completed.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds --wait waits.")
 @click.pass_obj
-def job(obj: Ctx, queue: str, job_id: str, as_json: bool) -> None:
+def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: float) -> None:
     """Show a job: state, progress, attempts, result, failure (secrets redacted)."""
+    from .results import JobNotCompleted
+
+    unsuccessful = False
+    if wait:
+        try:
+            obj.manager.wait_for(queue, job_id, timeout)
+        except JobNotCompleted:
+            unsuccessful = True
     data = obj.manager.job_dict(queue, job_id)
 
     def human(d: dict[str, Any]) -> None:
@@ -225,6 +244,8 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool) -> None:
                 click.echo(d["failure"]["stack"].rstrip())
 
     _out(data, as_json, human)
+    if unsuccessful:
+        sys.exit(1)
 
 
 @cli.command()
@@ -237,7 +258,7 @@ def stats(obj: Ctx, as_json: bool, top: int | None) -> None:
     m = obj.manager
     queues = m.get_queue_stats()
     data: dict[str, Any] = {"queues": queues, "workers": m.list_workers(), "plugin_failures": obj.host.failures}
-    data["flow"] = {q: m.get_flow(q) for q in sorted(queues)}
+    data["flow_control"] = {q: m.get_flow_control(q) for q in sorted(queues)}
     if top:
         data["groups"] = {q: m.get_group_stats(q, top) for q in sorted(queues)}
 
@@ -246,7 +267,7 @@ def stats(obj: Ctx, as_json: bool, top: int | None) -> None:
         for q, s in sorted(d["queues"].items()):
             click.echo(f"{q:<20}{s['waiting']:>9}{s['active']:>8}{s['delayed']:>9}{s['completed']:>11}"
                        f"{s['failed']:>8}{s['paused']:>8}")
-        for q, f in d["flow"].items():
+        for q, f in d["flow_control"].items():
             if f["rate_limit"] or f["held_keys"] or f["group_concurrency"] or f["group_rate_limit"]:
                 click.echo(_flow_line(q, f))
         for q, rows in d.get("groups", {}).items():
@@ -303,6 +324,20 @@ def resume(obj: Ctx, queue: str, group: str | None) -> None:
         return
     obj.manager.resume_queue(queue)
     click.echo(f"resumed {queue}")
+
+
+@cli.command()
+@click.argument("queue")
+@click.argument("job_id")
+@click.option("--reason", default=None, help="kept with the job as its failure message")
+@click.pass_obj
+def cancel(obj: Ctx, queue: str, job_id: str, reason: str | None) -> None:
+    """Cancel a job: it never starts, or its running handler is stopped; never retried."""
+    was = obj.manager.cancel_job(queue, job_id, reason)
+    if was in ("completed", "failed", "cancelled"):
+        click.echo(f"{queue}/{job_id} had already ended ({was}); nothing to cancel")
+    else:
+        click.echo(f"cancelled {queue}/{job_id} (was {was})")
 
 
 @cli.group()
@@ -388,6 +423,9 @@ def bench(obj: Ctx, n: int, concurrency: int, as_json: bool) -> None:
                    f"({r['latency_samples']} jobs, one at a time)")
 
     _out(result, as_json, human)
+
+
+cli.add_command(schedules)
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 import attrs
 
-JobState = Literal["waiting", "delayed", "active", "completed", "failed", "paused"]
-STATES: tuple[str, ...] = ("waiting", "delayed", "active", "completed", "failed", "paused")
+JobState = Literal["waiting", "delayed", "active", "completed", "failed", "paused", "blocked", "cancelled"]
+STATES: tuple[str, ...] = ("waiting", "delayed", "active", "completed", "failed", "paused", "blocked", "cancelled")
 REDACTED = "[redacted]"
 
 
@@ -51,6 +51,7 @@ class Job:
     finished_at: float | None = None
     payload_ref: str | None = None
     group: str | None = None
+    depends_on: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_hash(cls, queue: str, job_id: str, h: dict[bytes, bytes], *, paused: bool = False) -> Job:
@@ -62,6 +63,9 @@ class Job:
         if g.get("code"):
             failure = Failure(code=g["code"], message=g.get("error", ""), stack=g.get("stack", ""))
         opts = json.loads(g["opts"]) if g.get("opts") else {}
+        deps = tuple((q, i) for q, i in opts.pop("deps", ()))
+        opts.pop("gate", None)
+        opts.pop("tp", None)
         return cls(
             id=job_id,
             queue=queue,
@@ -80,6 +84,7 @@ class Job:
             finished_at=_sec(g.get("finished")),
             payload_ref=g.get("ref") or None,
             group=g.get("grp") or None,
+            depends_on=deps,
         )
 
 

@@ -79,7 +79,7 @@ class RedisCollector:
                 stats = self.manager.get_queue_stats()
                 workers = self.manager.list_workers()
                 counters = {q: self.manager.get_counters(q) for q in stats}
-                flows = {q: self.manager.get_flow(q) for q in stats}
+                flows = {q: self.manager.get_flow_control(q) for q in stats}
                 up.add_metric([], 1)
             except Exception as exc:
                 log.warning("metrics scrape could not read Redis: %s", type(exc).__name__)

@@ -276,7 +276,7 @@ def test_cli_pauses_a_group_and_stats_show_groups_and_rate_limits(jobq_settings)
         assert lines[big + 1].strip().startswith("small")
         data = json.loads(runner.invoke(cli, ["stats", "--json", "--groups=1"], obj=obj).output)
         assert [g["group"] for g in data["groups"]["cliq"]] == ["big"]
-        assert data["flow"]["cliq"]["rate_limit"] == [10, 60.0]
+        assert data["flow_control"]["cliq"]["rate_limit"] == [10, 60.0]
         with pytest.raises(InvalidOptions, match="group"):
             m.pause_group("cliq", "no spaces")
     finally:
@@ -306,3 +306,42 @@ def test_a_free_job_behind_a_flood_of_held_jobs_still_starts_soon(jobq_harness):
     assert m.get_queue_metrics("heldflood")["delayed"] == 2500
     slots = sorted(s for _, s in rc.zrange(k.delayed, 0, -1, withscores=True))
     assert slots[3] == slots[0] and slots[4] == slots[0] + 250  # released 4 at a time, 250 ms apart
+
+
+def test_cancel_gives_a_group_its_slot_back_and_dependents_keep_their_group(jobq_harness):
+    import asyncio
+
+    started = []
+
+    async def handler(job):
+        started.append(job.id)
+        if job.data.get("hang"):
+            await asyncio.sleep(30)
+        return None
+
+    spec = QueueSpec(name="gcancel", handler=handler, concurrency=4, group_concurrency=1)
+    m = jobq_harness.manager
+    jobq_harness.start(spec)
+    m.add_job("gcancel", "hang", {"hang": True}, group="g")
+    wait_until(lambda: started == ["hang"], 5, message="the hanging job")
+    m.add_job("gcancel", "queued", {}, group="g")
+    assert m.cancel_job("gcancel", "queued") == "waiting"  # out of the group's list
+    assert m.get_queue_metrics("gcancel")["waiting"] == 0
+    m.add_job("gcancel", "after", {}, group="g", depends_on=[("gcancel", "hang")])
+    assert m.cancel_job("gcancel", "hang") == "active"  # the slot comes back...
+    # ...and the dependent, failed by the cancelled dependency, never runs; a new job of g does
+    m.add_job("gcancel", "next", {}, group="g")
+    jobq_harness.wait("gcancel", "next", 10)
+    assert "queued" not in started and m.get_job("gcancel", "next").group == "g"
+    assert m.redis.hgetall(m.keys("gcancel").gactive) == {}
+
+
+def test_a_grouped_dependent_runs_in_its_group_once_its_dependency_completes(jobq_harness):
+    spec, starts = _recording("gdeps", concurrency=2, group_concurrency=1)
+    m = jobq_harness.manager
+    m.specs[spec.name] = spec
+    jobq_harness.start(spec)
+    m.add_job("gdeps", "first", {}, group="p1")
+    m.add_job("gdeps", "second", {}, group="p1", depends_on=[("gdeps", "first")])
+    job = jobq_harness.wait("gdeps", "second", 10)
+    assert job.state == "completed" and job.group == "p1" and starts == ["first", "second"]

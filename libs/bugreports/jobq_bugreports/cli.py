@@ -18,10 +18,11 @@ def api_command(host: str, port: int) -> None:
     (REDIS_URL, JOBQ_PREFIX, STORAGE_URL...) from the environment.
     """
     import uvicorn
-    from jobq import ConfigError
+    from jobq import ConfigError, tracing
 
     from .api import create_app
 
+    tracing.setup(configure_sdk=True)  # OTEL_* decide; off without jobq[otel]
     try:
         app = create_app()
     except (ConfigError, ValueError) as exc:
@@ -31,7 +32,11 @@ def api_command(host: str, port: int) -> None:
         level = "info"
     # The body limit is ours, enforced while streaming; proxy headers are off: nothing here uses the
     # client address, and trusting X-Forwarded-* is a deployment decision.
-    _serve(uvicorn.Config(app, host=host, port=port, log_level=level, proxy_headers=False, server_header=False))
+    try:
+        _serve(uvicorn.Config(app, host=host, port=port, log_level=level, proxy_headers=False,
+                              server_header=False))
+    finally:
+        tracing.shutdown()
 
 
 def _serve(config: object) -> None:
