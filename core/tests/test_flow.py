@@ -345,3 +345,22 @@ def test_a_grouped_dependent_runs_in_its_group_once_its_dependency_completes(job
     m.add_job("gdeps", "second", {}, group="p1", depends_on=[("gdeps", "first")])
     job = jobq_harness.wait("gdeps", "second", 10)
     assert job.state == "completed" and job.group == "p1" and starts == ["first", "second"]
+
+
+def test_async_manager_pauses_groups_and_reads_flow_control(jobq_settings):
+    import asyncio
+
+    from jobq import AsyncQueueManager
+
+    async def main():
+        async with AsyncQueueManager(jobq_settings, strict=False) as m:
+            await m.add_jobs("aq", [("x", {}, {"group": "g1"}), ("y", {}, {"group": "g2"})])
+            await m.pause_group("aq", "g1")
+            flow = await m.get_flow_control("aq")
+            rows = await m.get_group_stats("aq")
+            await m.resume_group("aq", "g1")
+            return flow, rows, await m.get_flow_control("aq")
+
+    paused, rows, resumed = asyncio.run(main())
+    assert (paused["groups_ready"], paused["groups_paused"], resumed["groups_ready"]) == (1, 1, 2)
+    assert [(r["group"], r["paused"]) for r in rows] == [("g1", True), ("g2", False)]
