@@ -76,5 +76,6 @@ if fl and not fl.paused then
     end
   end
 end
+flow_done(fl)
 if ready > handed then wake(KEYS[4], ready - handed) end
 return out

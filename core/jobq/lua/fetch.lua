@@ -104,6 +104,7 @@ if f and not f.paused then
     if f.parks <= 0 then nextdue = 1 end  -- parked its budget of held jobs: more may be claimable
   end
 end
+flow_done(f)
 
 if #claimed == 0 then
   local h = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')

@@ -91,7 +91,8 @@ local function flow(base, now)
   local m = redis.call('HMGET', base .. 'meta', 'paused', 'rate', 'gconc', 'grate')
   local f = {base = base, now = now, paused = m[1] == '1', gconc = tonumber(m[3]) or 0,
              groups = redis.call('EXISTS', base .. 'ring') == 1,
-             held = redis.call('EXISTS', base .. 'limits') == 1, turn = now % 2 == 0, parks = 1000}
+             held = redis.call('EXISTS', base .. 'limits') == 1, turn = now % 2 == 0, parks = 1000,
+             popped = 0, rs = 0, rn = 0}
   if m[2] then
     local a, b = string.match(m[2], '^(%d+)/(%d+)$')
     f.rmax, f.rwin = tonumber(a), tonumber(b)
@@ -110,7 +111,7 @@ local function pop_group(f)
     if not h[1] then f.groups = false; return nil end
     local id = pop_list(gkey(f.base, h[1], 'wait'), gkey(f.base, h[1], 'prio'))
     if id then
-      redis.call('DECR', f.base .. 'gready')
+      f.popped = f.popped + 1  -- gready is decremented once, by flow_done
       return id, h[1]
     end
   end
@@ -133,8 +134,17 @@ local function group_took(f, g)
     end
   end
   if again and group_ready(f.base, g) then
-    redis.call('ZADD', f.base .. 'ring', redis.call('INCR', f.base .. 'rseq'), g)
+    if f.rn == 0 then  -- reserve ring positions 256 at a time: scripts never interleave, so
+      f.rs, f.rn = redis.call('INCRBY', f.base .. 'rseq', 256) - 256, 256  -- later ones rank after
+    end
+    f.rs, f.rn = f.rs + 1, f.rn - 1
+    redis.call('ZADD', f.base .. 'ring', f.rs, g)
   end
+end
+
+-- Write back what a flow state counted (call once at the end of a script that made one).
+local function flow_done(f)
+  if f and f.popped > 0 then redis.call('DECRBY', f.base .. 'gready', f.popped) end
 end
 
 -- Set (or extend) the hold on limit key; returns the ms it ends.
