@@ -14,6 +14,7 @@ local base = base_of(jp, 'job:')
 
 local lost = {}
 local done, nres = 0, 0
+local gconc  -- read at the first grouped ack
 for i = 1, nack do
   local b = 9 + (i - 1) * 3
   local id, tok = ARGV[b + 1], ARGV[b + 2]
@@ -21,7 +22,10 @@ for i = 1, nack do
   local h = redis.call('HMGET', jk, 'token', 'grp')
   if h[1] == tok then
     redis.call('ZREM', KEYS[4], id)
-    group_left(base, jk, h[2])
+    if h[2] then
+      gconc = gconc or tonumber(redis.call('HGET', KEYS[7], 'gconc')) or 0
+      group_left(base, jk, h[2], gconc)
+    end
     redis.call('ZADD', KEYS[5], now, id)
     redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', ARGV[b + 3])
     redis.call('HDEL', jk, 'token', 'secrets', 'code', 'error', 'stack')

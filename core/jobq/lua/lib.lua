@@ -121,7 +121,7 @@ end
 -- A job of group g starts: count it, log it for the group's rate limit, and put the group back
 -- at the end of the ring unless that takes it to its concurrency or rate limit.
 local function group_took(f, g)
-  local again = redis.call('HINCRBY', f.base .. 'gactive', g, 1) < f.gconc or f.gconc == 0
+  local again = f.gconc == 0 or redis.call('HINCRBY', f.base .. 'gactive', g, 1) < f.gconc
   if f.gmax then
     local log = gkey(f.base, g, 'starts')
     redis.call('ZREMRANGEBYSCORE', log, '-inf', f.now - f.gwin)
@@ -222,10 +222,13 @@ end
 
 -- Every path by which a job leaves active calls this once: the job's group gets its slot back
 -- and returns to the ring (waking a worker) if that was all that kept it out. g: the job's group
--- when the caller read it already (false: none), else nil.
-local function group_left(base, jk, g)
+-- when the caller read it already (false: none), else nil; gconc: the queue's group_concurrency
+-- when read already. Active jobs per group are counted only under a group_concurrency.
+local function group_left(base, jk, g, gconc)
   if g == nil then g = redis.call('HGET', jk, 'grp') end
   if not g then return end
+  if gconc == nil then gconc = tonumber(redis.call('HGET', base .. 'meta', 'gconc')) or 0 end
+  if gconc == 0 then return end
   if redis.call('HINCRBY', base .. 'gactive', g, -1) <= 0 then redis.call('HDEL', base .. 'gactive', g) end
   if ring_offer(base, g) then wake(base .. 'marker', 1) end
 end
