@@ -15,7 +15,11 @@ Prints:
   interleaved rounds;
 * measured vs configured rate: ``--rate-workers`` processes drain a queue limited to
   ``--rate``/s for ``--rate-seconds``; the measured rate counts starts over that span, and the
-  busiest rolling window of the limit's length is checked against the limit.
+  busiest rolling window of the limit's length is checked against the limit;
+* Redis cost per job (``--skip cost`` leaves it out): 20,000 jobs claimed and acknowledged through
+  ``fetch.lua`` directly (no worker) on a private ``redis-server`` this script starts, ungrouped
+  and over 100 groups: commands run per job (exact) and Redis CPU per job (``INFO cpu``; less
+  sensitive than wall time to other load on the machine).
 """
 
 from __future__ import annotations
@@ -182,6 +186,70 @@ class Bench:
                 "busiest_window_starts": busiest, "limit_max": mx}
 
 
+def redis_cost(rounds: int) -> dict[str, Any]:
+    """Commands and Redis CPU per job of claim + ack, on a private redis-server (nothing else runs there)."""
+    import socket
+
+    from jobq.scripts import Scripts
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+        def cpu() -> float:
+            info = client.info("cpu")
+            return info["used_cpu_user"] + info["used_cpu_sys"]
+
+        def calls() -> int:
+            return sum(v["calls"] for v in client.info("commandstats").values())
+
+        def one(groups: int, n: int = 20_000) -> tuple[float, float]:
+            settings = Settings.from_env(redis_url=url, prefix="cost", events_maxlen=1000)
+            m = QueueManager(settings, [QueueSpec(name="q", handler=noop)])
+            for i in range(0, n, 1000):
+                m.add_jobs("q", [(None, {}, {"group": f"g{(i + j) % groups}"} if groups else {})
+                                 for j in range(1000)])
+            k, scripts, acks = m.keys("q"), Scripts(client), []
+            c0, n0 = cpu(), calls()
+            while True:
+                args: list[Any] = [k.job_prefix, 30_000, 128, os.urandom(4).hex() + ":", 1000, -1, -1, "w",
+                                   len(acks)]
+                for job_id, token in acks:
+                    args += [job_id, token, "null"]
+                reply = scripts.fetch(keys=k.fetch_keys() + [k.job(a[0]) for a in acks], args=args)
+                claimed = reply[2]
+                acks = [(claimed[i].decode(), claimed[i + 1].decode()) for i in range(0, len(claimed), 9)]
+                if not acks:
+                    break
+            c1, n1 = cpu(), calls()
+            m.shutdown()
+            client.flushall()
+            return (c1 - c0) / n * 1e6, (n1 - n0) / n
+
+        runs = [(one(0), one(100)) for _ in range(rounds)]
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(10)
+    return {"ungrouped_cmds_per_job": runs[0][0][1], "grouped_cmds_per_job": runs[0][1][1],
+            "ungrouped_cpu_us_per_job": min(r[0][0] for r in runs),
+            "grouped_cpu_us_per_job": min(r[1][0] for r in runs)}
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker_main()
@@ -197,7 +265,7 @@ def main() -> None:
     ap.add_argument("--rate-window", type=float, default=1.0)
     ap.add_argument("--rate-seconds", type=float, default=20.0)
     ap.add_argument("--rate-workers", type=int, default=4)
-    ap.add_argument("--skip", default="", help="comma list of trickle,drain,rate")
+    ap.add_argument("--skip", default="", help="comma list of trickle,drain,rate,cost")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
@@ -216,6 +284,8 @@ def main() -> None:
                             "grouped_vs_ungrouped": best["grouped_100"] / best["ungrouped"]}
         if "rate" not in skip:
             out["rate"] = b.rate(args.rate, args.rate_window, args.rate_seconds, args.rate_workers)
+        if "cost" not in skip:
+            out["cost"] = redis_cost(args.rounds)
     finally:
         b.close()
     if args.json:
@@ -237,6 +307,11 @@ def main() -> None:
         print(f"rate {r['limit']} with {r['workers']} workers over {r['seconds']:g} s: measured "
               f"{r['measured_per_s']:.2f}/s vs {r['configured_per_s']:.2f}/s ({r['error_pct']:+.2f} %); busiest "
               f"rolling window {r['busiest_window_starts']} starts (limit {r['limit_max']})")
+    if "cost" in out:
+        c = out["cost"]
+        print(f"Redis per job (claim + ack through fetch.lua): ungrouped {c['ungrouped_cmds_per_job']:.1f} "
+              f"commands, {c['ungrouped_cpu_us_per_job']:.1f} us CPU; 100 groups {c['grouped_cmds_per_job']:.1f} "
+              f"commands, {c['grouped_cpu_us_per_job']:.1f} us CPU (best of {args.rounds})")
 
 
 if __name__ == "__main__":
