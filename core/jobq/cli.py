@@ -252,10 +252,15 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: f
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--groups", "top", type=click.IntRange(1, 1000), default=None, is_flag=False, flag_value=10,
               help="Also list each queue's groups with the most waiting jobs (10, or --groups=N).")
+@click.option("--history", is_flag=True, help="Per-minute completed/failed/retried/stalled and durations instead.")
+@click.option("--minutes", default=60, show_default=True, type=click.IntRange(1, 1440), help="With --history.")
 @click.pass_obj
-def stats(obj: Ctx, as_json: bool, top: int | None) -> None:
+def stats(obj: Ctx, as_json: bool, top: int | None, history: bool, minutes: int) -> None:
     """Jobs per queue and state, rate-limited queues, live workers, plugin failures."""
     m = obj.manager
+    if history:
+        _history(m, as_json, minutes)
+        return
     queues = m.get_queue_stats()
     data: dict[str, Any] = {"queues": queues, "workers": m.list_workers(), "plugin_failures": obj.host.failures}
     data["flow_control"] = {q: m.get_flow_control(q) for q in sorted(queues)}
@@ -296,6 +301,32 @@ def _flow_line(queue: str, f: dict[str, Any]) -> str:
     if f["held_keys"]:
         parts.append(f"{f['held_keys']} limit key(s) held")
     return f"{queue}: {'RATE-LIMITED ' if f['limited'] else ''}{', '.join(parts)}"
+
+
+def _history(m: QueueManager, as_json: bool, minutes: int) -> None:
+    import time
+
+    from .history import read_history, summarize
+
+    rows = read_history(m, m.list_queues(), minutes)
+    data = {q: {"summary": summarize(r), "minutes": [x.to_dict() for x in r]} for q, r in rows.items()}
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else ">300s" if v == float("inf") else f"{v:g}ms"
+
+    def human(d: dict[str, Any]) -> None:
+        for q, h in sorted(d.items()):
+            s = h["summary"]
+            click.echo(f"{q}: last {minutes} min: completed {s['completed']}, failed {s['failed']}, retried "
+                       f"{s['retried']}, stalled {s['stalled']}; p50 {ms(s['p50_ms'])} p95 {ms(s['p95_ms'])} "
+                       f"p99 {ms(s['p99_ms'])}")
+            for r in h["minutes"]:
+                if r["completed"] or r["failed"] or r["retried"] or r["stalled"]:
+                    t = time.strftime("%H:%M", time.gmtime(r["timestamp"]))
+                    click.echo(f"  {t} UTC  completed {r['completed']:>6}  failed {r['failed']:>5}  "
+                               f"retried {r['retried']:>5}  stalled {r['stalled']:>4}")
+
+    _out(data, as_json, human)
 
 
 @cli.command()

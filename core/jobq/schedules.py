@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SCHEDULE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CatchUp = Literal["latest", "all", "none"]
 CATCH_UP = ("latest", "all", "none")
 MAX_CATCH_UP = 100  # catch_up="all" enqueues at most this many missed ticks, the newest
@@ -49,7 +49,7 @@ class ScheduleNotFound(JobqError):
 
 
 def _check_name(_inst: Any, _attr: Any, value: str) -> None:
-    if not isinstance(value, str) or not SCHEDULE_NAME.match(value):
+    if not isinstance(value, str) or not SCHEDULE_NAME.fullmatch(value):
         raise InvalidOptions(f"schedule name {value!r} must match {SCHEDULE_NAME.pattern}")
 
 
@@ -255,7 +255,7 @@ def _check_names(queue: str, name: str | None = None) -> None:
     from .errors import UnknownQueue
     from .spec import QUEUE_NAME
 
-    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+    if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
         raise UnknownQueue(f"invalid queue name {queue!r}")
     if name is not None:
         _check_name(None, None, name)

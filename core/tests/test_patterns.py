@@ -21,3 +21,11 @@ def test_no_pattern_is_anchored_with_a_dollar() -> None:
     found = [f"{p.relative_to(ROOT)}:{n}" for p in SOURCES
              for n, line in enumerate(p.read_text().splitlines(), 1) if DOLLAR_ANCHOR.search(line)]
     assert found == [], "use .fullmatch() (or \\A…\\Z) instead of ^…$"
+
+
+def test_shared_name_patterns_are_only_fullmatched() -> None:
+    """QUEUE_NAME and JOB_ID carry no anchors: ``.match`` would accept any string they prefix."""
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in SOURCES
+             for n, line in enumerate(p.read_text().splitlines(), 1)
+             if re.search(r"\b(QUEUE_NAME|JOB_ID|SCHEDULE_NAME)\.(match|search)\(", line)]
+    assert found == []
