@@ -250,8 +250,10 @@ async def queue(request: Request) -> Response:
     counts["blocked"] = await m.redis.zcard(m.keys(q).blocked)
     listing = await data.job_list(m, q, state, offset, filters["id"], filters["name"], filters["code"])
     paused = await m.redis.hget(m.keys(q).meta, "paused") == b"1"
+    flow, groups = await m.get_flow_control(q), await m.get_group_stats(q, 10)  # bounded: the top 10 groups
     return render(request, "queue.html", queue=q, state=state, counts=counts, filters=filters, offset=offset,
-                  paused=paused, page_size=data.PAGE_SIZE, scan_limit=data.SCAN_LIMIT, **listing)
+                  paused=paused, page_size=data.PAGE_SIZE, scan_limit=data.SCAN_LIMIT, flow=flow, groups=groups,
+                  **listing)
 
 
 @page

@@ -292,3 +292,17 @@ def test_a_sign_in_ends_after_session_hours_even_when_used(admin, app, monkeypat
     later = time_module.time() + 8 * 3600 + 5
     monkeypatch.setattr("jobq_dashboard.app.time.time", lambda: later)
     assert admin.get("/", follow_redirects=False).status_code == 303
+
+
+def test_queue_page_shows_flow_control_and_the_busiest_groups(admin, manager):
+    manager.add_jobs("dash", [(f"p{i}", {"n": i}, {"group": "project-big"}) for i in range(7)]
+                     + [("s0", {"n": 0}, {"group": "project-small"})])
+    manager.pause_group("dash", "project-small")
+    manager.redis.hset(manager.keys("dash").meta, "rate", "5/1000")  # what a worker with rate_limit=(5, 1) announces
+    manager.redis.zadd(manager.keys("dash").limits, {"vendor:acct": 2**40})  # a RateLimited hold
+    page = admin.get("/queues/dash").text
+    assert 'id="flow-control"' in page and "rate-limited</span>" in page
+    assert "Rate limit 5 per 1.0 s" in page and "1 limit key(s) held" in page
+    rows = [line for line in page.split("\n") if line.startswith("<tr><td>project-")]
+    assert "project-big" in rows[0] and ">7<" in rows[0] and "paused" in rows[1]
+    assert "<script" not in page.split('id="flow-control"')[1].split("</section>")[0]
