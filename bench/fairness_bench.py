@@ -229,7 +229,7 @@ def redis_cost(rounds: int) -> dict[str, Any]:
                 args: list[Any] = [k.job_prefix, 30_000, 128, os.urandom(4).hex() + ":", 1000, -1, -1, "w",
                                    len(acks)]
                 for job_id, token in acks:
-                    args += [job_id, token, "null"]
+                    args += [job_id, token, "null", 0]
                 reply = scripts.fetch(keys=k.fetch_keys() + [k.job(a[0]) for a in acks], args=args)
                 claimed = reply[2]
                 acks = [(claimed[i].decode(), claimed[i + 1].decode()) for i in range(0, len(claimed), 9)]
