@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import redis
 
+from . import tracing
 from .errors import InvalidOptions, JobNotFound
 from .keys import JOB_ID
 
@@ -110,7 +111,7 @@ def add_blocked(ops: _Ops, queue: str, prepared: list[list[Any]], deps: list[lis
         if gate:
             opts["gate"] = gate
         args += [job_id, name, raw, secrets, json.dumps(opts, separators=(",", ":")), priority, ref,
-                 len(d) + (1 if gate else 0), policy]
+                 len(d) + (1 if gate else 0), policy, p[11], p[12]]
     try:
         res = yield _Script("block", [k.blocked, k.events, *(k.job(p[0]) for p in prepared)], args)
     except redis.RedisError as exc:  # one script, all or nothing: as a plain enqueue
@@ -214,6 +215,7 @@ def add_flow(ops: _Ops, jobs: Sequence[FlowJob]) -> Any:
     """All-or-nothing: every job is created blocked on one gate, and the gate opens only once all
     exist. Jobs must come after the flow jobs they depend on."""
     from .queue import _Ops as Ops
+    from .queue import _stamp_trace
 
     if not jobs:
         raise InvalidOptions("a flow needs at least one job")
@@ -235,7 +237,16 @@ def add_flow(ops: _Ops, jobs: Sequence[FlowJob]) -> Any:
         if p[5]:
             raise InvalidOptions(f"flow job {j.queue}/{j.id}: delay cannot be combined with dependencies")
         yield from ops._upload([p])
-        _now, states = yield from add_blocked(ops, j.queue, [p], [deps], [j.on_dependency_failure], gate)
+        span = None
+        if tracing.TRACER is not None:  # each job joins the caller's trace, as with add_job
+            span, traceparent = tracing.start_send(j.queue, [j.id])
+            if traceparent:
+                _stamp_trace([p], traceparent)
+        try:
+            _now, states = yield from add_blocked(ops, j.queue, [p], [deps], [j.on_dependency_failure], gate)
+        finally:
+            if span is not None:
+                span.end()
         if states[0]:
             raise InvalidOptions(f"flow job {j.queue}/{j.id} exists already (state {states[0]}); "
                                  "a flow creates new jobs only")
