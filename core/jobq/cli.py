@@ -364,11 +364,19 @@ def resume(obj: Ctx, queue: str, group: str | None) -> None:
 
 @cli.command()
 @click.argument("queue")
-@click.argument("job_id")
+@click.argument("job_id", required=False)
+@click.option("--group", default=None, help="Cancel every unfinished job of this group instead of one job.")
 @click.option("--reason", default=None, help="kept with the job as its failure message")
 @click.pass_obj
-def cancel(obj: Ctx, queue: str, job_id: str, reason: str | None) -> None:
-    """Cancel a job: it never starts, or its running handler is stopped; never retried."""
+def cancel(obj: Ctx, queue: str, job_id: str | None, group: str | None, reason: str | None) -> None:
+    """Cancel a job (or --group G: all of a group's): it never starts, or its running handler is
+    stopped; never retried."""
+    if (job_id is None) == (group is None):
+        raise click.UsageError("name a JOB_ID or --group, not both")
+    if group is not None:
+        n = obj.manager.cancel_group(queue, group, reason)
+        click.echo(f"cancelled {n} job(s) of group {group} in {queue}")
+        return
     was = obj.manager.cancel_job(queue, job_id, reason)
     if was in ("completed", "failed", "cancelled"):
         click.echo(f"{queue}/{job_id} had already ended ({was}); nothing to cancel")

@@ -44,6 +44,7 @@ FLOW_GRACE_MS = 60_000  # an uncommitted flow older than this is cancelled by th
 GATE_TTL_S = 7 * 86400
 MAX_DEPENDENCIES = 100
 POLICIES = ("fail", "run")
+ENDED = ("completed", "failed", "cancelled", "MISSING")
 
 
 @attrs.frozen
@@ -209,6 +210,36 @@ def cancel(ops: _Ops, queue: str, job_id: str, reason: str | None) -> Any:
     if int(n):
         yield from drain(ops, queue)
     return state
+
+
+def cancel_group(ops: _Ops, queue: str, group: str, reason: str | None, page: int = 500) -> Any:
+    """Cancel every unfinished job of one group: its ready jobs (the group's own list and zset), then
+    its delayed, active and blocked jobs, found by reading the ``grp`` of each in pages. One cancel
+    script per job, so a job that moves meanwhile is cancelled where it is. Returns how many."""
+    from .queue import _Pipe
+
+    k = ops.keys(queue)
+    done = 0
+    while True:  # ready jobs leave these two keys as they are cancelled
+        ids = yield _Pipe([("LRANGE", k.group(group, "wait"), 0, page - 1),
+                           ("ZRANGE", k.group(group, "prio"), 0, page - 1)])
+        found = [i.decode() for i in ids[0] + ids[1]]
+        if not found:
+            break
+        for job_id in found:
+            done += (yield from cancel(ops, queue, job_id, reason)) not in ENDED
+    for where in (k.delayed, k.active, k.blocked):
+        start = 0
+        while True:
+            ids = yield ("ZRANGE", where, start, start + page - 1)
+            if not ids:
+                break
+            groups = yield _Pipe([("HGET", k.job(i.decode()), "grp") for i in ids])
+            mine = [i.decode() for i, g in zip(ids, groups, strict=True) if g is not None and g.decode() == group]
+            for job_id in mine:
+                done += (yield from cancel(ops, queue, job_id, reason)) not in ENDED
+            start += page - len(mine)  # cancelled members left the set: the page shifts back
+    return done
 
 
 def add_flow(ops: _Ops, jobs: Sequence[FlowJob]) -> Any:

@@ -569,6 +569,17 @@ class _Ops(ScheduleOps, ResultOps):
             raise InvalidOptions("reason must be a string of at most 500 characters")
         return (yield from cancel(self, queue, job_id, reason))
 
+    def cancel_group(self, queue: str, group: str, reason: str | None = None) -> Op[int]:
+        """Cancel every unfinished job of ``group`` in ``queue`` (as :meth:`cancel_job` each); returns
+        how many. Jobs added to the group meanwhile are not; pause the group first to stop intake."""
+        from .dependencies import cancel_group
+
+        if not isinstance(group, str) or not GROUP.fullmatch(group):
+            raise InvalidOptions(f"group {group!r} must match {GROUP.pattern}")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+            raise InvalidOptions("reason must be a string of at most 500 characters")
+        return (yield from cancel_group(self, queue, group, reason))
+
     def add_flow(self, jobs: Iterable[Any]) -> Op[list[Job]]:
         """Add jobs across queues all-or-nothing (:class:`jobq.FlowJob`); none runs unless all exist."""
         from .dependencies import add_flow
@@ -693,8 +704,8 @@ async def _run_async(client: redis.asyncio.Redis, scripts: Scripts, gen: Op[T]) 
 _PUBLIC = ("add_job", "add_jobs", "get_job", "get_job_status", "get_queue_metrics", "get_queue_stats",
            "list_queues", "get_counters", "list_jobs", "list_job_ids", "list_workers", "health_check",
            "pause_queue", "resume_queue", "retry_job", "retry_failed", "promote_job", "remove_job", "purge",
-           "read_events", "cancel_job", "add_flow", "wait_for", "add_schedule", "remove_schedule", "pause_schedule",
-           "resume_schedule", "trigger_schedule", "list_schedules", "pause_group", "resume_group",
+           "read_events", "cancel_job", "cancel_group", "add_flow", "wait_for", "add_schedule", "remove_schedule",
+           "pause_schedule", "resume_schedule", "trigger_schedule", "list_schedules", "pause_group", "resume_group",
            "get_flow_control", "get_group_stats")
 
 
