@@ -125,20 +125,44 @@ def select_specs(host: PluginHost, queues: tuple[str, ...], concurrency: tuple[s
 @click.option("--metrics-port", type=int, default=lambda: os.environ.get(METRICS_PORT) or None,
               help="Serve Prometheus /metrics on this port (JOBQ_METRICS_PORT).")
 @click.option("--metrics-addr", default="0.0.0.0", show_default=True)
+@click.option("--processes", "-p", default=lambda: os.environ.get("JOBQ_PROCESSES") or "1", show_default="1",
+              metavar="N|auto", help="Worker processes under one supervisor (auto: one per CPU; JOBQ_PROCESSES).")
 @click.pass_obj
 def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics_port: int | None,
-        metrics_addr: str) -> None:
-    """Run workers for every installed, enabled plugin's queues until SIGTERM/SIGINT."""
+        metrics_addr: str, processes: str) -> None:
+    """Run workers for every installed, enabled plugin's queues until SIGTERM/SIGINT.
+
+    With --processes N above 1, a supervisor runs N worker processes, restarts one that dies and
+    exits 0 once all drained after SIGTERM (3 when one did not drain cleanly).
+    """
+    from . import prefork
     from .worker import Worker
 
     host = obj.host
+    try:
+        n = prefork.parse_processes(processes)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--processes") from None
     try:
         specs = select_specs(host, queues, concurrency)
     except JobqError as exc:
         raise click.ClickException(f"refusing to start: {exc}") from None
     if not specs:
         raise click.ClickException("no queues to serve: no enabled plugin declares one")
-    worker = Worker(specs, obj.settings, hooks=host)
+    child = prefork.child_info()
+    if n > 1 and child is None:
+        metrics = (int(metrics_port), metrics_addr) if metrics_port else None
+        sup = prefork.Supervisor(n, obj.settings, metrics=metrics, queues=[s.name for s in specs])
+        click.echo(f"jobq supervisor {sup.id}: {n} processes, " + ", ".join(f"{s.name} x{s.concurrency}"
+                                                                          for s in specs), err=True)
+        if metrics:
+            click.echo(f"metrics on http://{metrics_addr}:{metrics_port}/metrics (all processes)", err=True)
+        sys.exit(sup.run())
+    worker = Worker(specs, obj.settings, hooks=host,
+                    worker_id=os.environ.get("JOBQ_WORKER_ID") if child else None)
+    if child is not None:
+        worker.presence_extra["supervisor"] = child
+        metrics_port = None  # the supervisor serves every child's metrics
     if metrics_port:
         from . import metrics
 

@@ -1,8 +1,10 @@
 """Prometheus metrics, written as a default plugin on the job lifecycle hooks.
 
 Counters and histograms are per worker process (sum them across instances in PromQL);
-queue depths and worker liveness are read from Redis at scrape time, so every process reports
-the same cluster-wide values (use ``max`` across instances for those).
+queue depths, stalls and worker liveness are read from Redis at scrape time, so every process
+reports the same cluster-wide values (use ``max`` across instances for those). Under
+``jobq run --processes N`` the children write their counters to ``PROMETHEUS_MULTIPROC_DIR`` and
+the supervisor serves one ``/metrics`` summing them (:func:`serve` with ``multiprocess_dir``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import threading
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 from .hookspecs import hookimpl
 
@@ -32,16 +34,59 @@ WAIT = Histogram("jobq_job_wait_seconds", "Time from enqueue to start", ["queue"
                  registry=REGISTRY)
 
 
+#: reason codes the engine itself gives; exported at 0 for every served queue
+ENGINE_REASONS = ("ERR_TIMEOUT", "ERR_INVALID_PAYLOAD", "ERR_RESULT_NOT_SERIALIZABLE", "ERR_DEFERRED_TOO_OFTEN")
+
+
+class _Children:
+    """The labelled children of one queue, looked up once (``labels()`` costs a lock and a tuple
+    per call: 13 % of a no-op job before this cache)."""
+
+    __slots__ = ("completed", "duration", "started", "wait")
+
+    def __init__(self, queue: str) -> None:
+        self.started = STARTED.labels(queue)
+        self.completed = COMPLETED.labels(queue)
+        self.wait = WAIT.labels(queue)
+        self.duration = DURATION.labels(queue)
+
+
+_children: dict[str, _Children] = {}
+
+
+def _of(queue: str) -> _Children:
+    c = _children.get(queue)
+    if c is None:
+        c = _children[queue] = _Children(queue)
+    return c
+
+
+@hookimpl
+def jobq_worker_started(specs: list[Any]) -> None:
+    """Create every served queue's series at 0, and its known reason codes', before the first job."""
+    for spec in specs:
+        _of(spec.name)
+        reasons = set(ENGINE_REASONS) | set(spec.reason_codes)
+        if spec.execution == "process":
+            reasons.add("ERR_WORKER_PROCESS_DIED")
+        for code in sorted(reasons):
+            FAILED.labels(spec.name, code)
+            RETRIED.labels(spec.name, code)
+        RETRIED.labels(spec.name, "ERR_DEFERRED")
+
+
 @hookimpl
 def jobq_job_started(queue: str, wait: float) -> None:
-    STARTED.labels(queue).inc()
-    WAIT.labels(queue).observe(wait)
+    c = _children.get(queue) or _of(queue)
+    c.started.inc()
+    c.wait.observe(wait)
 
 
 @hookimpl
 def jobq_job_completed(queue: str, duration: float) -> None:
-    COMPLETED.labels(queue).inc()
-    DURATION.labels(queue).observe(duration)
+    c = _children.get(queue) or _of(queue)
+    c.completed.inc()
+    c.duration.observe(duration)
 
 
 @hookimpl
@@ -52,11 +97,12 @@ def jobq_job_failed(queue: str, code: str, will_retry: bool) -> None:
 class RedisCollector:
     """Queue depth per state and worker liveness, read from Redis on each scrape."""
 
-    def __init__(self, settings: Any, worker: Any = None) -> None:
+    def __init__(self, settings: Any, worker: Any = None, supervisor: str | None = None) -> None:
         from .queue import QueueManager
 
         self.manager = QueueManager(settings, strict=False)
         self.worker = worker
+        self.supervisor = supervisor
         self.lock = threading.Lock()
 
     def collect(self) -> Any:
@@ -65,10 +111,11 @@ class RedisCollector:
         alive = GaugeMetricFamily("jobq_workers_alive", "Workers with a fresh heartbeat")
         beat = GaugeMetricFamily("jobq_worker_last_heartbeat_timestamp_seconds",
                                  "Last heartbeat of each known worker", labels=["worker"])
-        local = GaugeMetricFamily("jobq_worker_active_jobs", "Jobs running in this process",
-                                  labels=["queue"])
-        stalled = CounterMetricFamily("jobq_jobs_stalled", "Leases expired and jobs taken back, all workers "
-                                      "(from Redis)", labels=["queue"])
+        local = GaugeMetricFamily("jobq_worker_active_jobs", "Jobs running in this process (under a prefork "
+                                  "supervisor: in its children, as they announced them)", labels=["queue"])
+        stalls = GaugeMetricFamily("jobq_queue_stalls", "Leases that expired, all workers since the queue was "
+                                   "created (read from Redis: the same in every process, aggregate with max)",
+                                   labels=["queue"])
         with self.lock:
             try:
                 stats = self.manager.get_queue_stats()
@@ -83,14 +130,22 @@ class RedisCollector:
             for state, n in m.items():
                 depth.add_metric([queue, state], n)
         for queue, c in counters.items():
-            stalled.add_metric([queue], c.get("stalled", 0))
+            stalls.add_metric([queue], c.get("stalled", 0))
         alive.add_metric([], sum(1 for w in workers if w["alive"]))
         for w in workers:
             beat.add_metric([w["id"]], w["last_heartbeat"])
         if self.worker is not None:
             for r in self.worker.runners:
                 local.add_metric([r.spec.name], len(r.inflight))
-        yield from (depth, up, alive, beat, local, stalled)
+        elif self.supervisor is not None:
+            active: dict[str, int] = {}
+            for w in workers:
+                if (w.get("supervisor") or {}).get("id") == self.supervisor and w["alive"]:
+                    for q in w.get("queues", []):
+                        active[q["queue"]] = active.get(q["queue"], 0) + q.get("active", 0)
+            for queue, n in sorted(active.items()):
+                local.add_metric([queue], n)
+        yield from (depth, up, alive, beat, local, stalls)
 
 
 _collector: RedisCollector | None = None

@@ -41,6 +41,9 @@ class QueueSpec:
     :param lazy_payload: skip structuring before the handler; the handler reads the raw
         payload as a stream with ``job.open_payload()`` (large replays).
     :param max_payload_bytes: refuse larger payloads at enqueue (default: ``JOBQ_MAX_PAYLOAD_BYTES``).
+    :param reason_codes: the reason codes the handler's errors carry; the failure counters of
+        ``jobq_jobs_failed_total``/``jobq_jobs_retried_total`` are exported at 0 for each from
+        start (with the engine's own codes), so ``rate()`` sees a burst's first failures.
     """
 
     name: str = attrs.field(validator=_check_name)
@@ -57,3 +60,4 @@ class QueueSpec:
     lazy_payload: bool = False
     max_payload_bytes: int | None = None
     description: str = ""
+    reason_codes: tuple[str, ...] = ()

@@ -131,7 +131,7 @@ def test_metrics_endpoint(jobq_harness, tmp_path):
         assert samples[("jobq_queue_jobs", (("queue", "clitest"), ("state", "completed")))] == 3
         assert samples[("jobq_job_duration_seconds_count", (("queue", "clitest"),))] >= 3
         assert samples[("jobq_workers_alive", ())] >= 1
-        assert samples[("jobq_jobs_stalled_total", (("queue", "clitest"),))] == 0
+        assert samples[("jobq_queue_stalls", (("queue", "clitest"),))] == 0
         promtool = shutil.which("promtool")
         if promtool:
             check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)

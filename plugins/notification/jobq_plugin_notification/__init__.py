@@ -6,6 +6,9 @@ from .handler import send_notification
 from .payload import NotificationJob
 
 QUEUE = "notifications"
+REASON_CODES = ("ERR_AUTH", "ERR_CONFIG", "ERR_DELIVERY_FAILED", "ERR_DELIVERY_REJECTED", "ERR_DELIVERY_TIMEOUT",
+                "ERR_INVALID_RECIPIENT", "ERR_MISSING_SECRET", "ERR_PROJECT_MISMATCH", "ERR_RATE_LIMITED",
+                "ERR_REPORT_NOT_FOUND", "ERR_TLS")
 
 
 @hookimpl
@@ -20,5 +23,6 @@ def jobq_queues() -> list[QueueSpec]:
             timeout=60,
             secret_fields=("recipients",),
             description="Email, Slack and webhook notifications of bug-report events",
+            reason_codes=REASON_CODES,
         )
     ]
