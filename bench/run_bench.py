@@ -12,7 +12,8 @@ queue; *start-up excluded* is timed from its first finished job to the last (as 
 does), *start-up included* from the process spawn to the last job. Systems:
 
 * ``jobq run``: the real CLI (``peers/jobq_run_app.py``): every plugin found on ``jobq.plugins``
-  loaded with its hooks and queues, the metrics plugin on and ``/metrics`` served, one bench queue;
+  loaded with its hooks, the metrics plugin on and ``/metrics`` served, serving the bench queue
+  (``--queue``: the screenshot and replay queues would start 8 handler processes of their own);
 * ``engine``: ``Worker([spec])`` alone (``peers/jobq_worker.py``), no plugin host;
 * ``BullMQ``: one Node ``Worker`` (``peers/bullmq/worker.mjs``).
 
@@ -33,7 +34,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,7 +76,7 @@ class JobqRun(Engine):
         self.processes = processes
 
     def worker_command(self) -> list[str]:
-        cmd = [sys.executable, str(PEERS / "jobq_run_app.py"), "--log-level", "WARNING", "run",
+        cmd = [sys.executable, str(PEERS / "jobq_run_app.py"), "--log-level", "WARNING", "run", "--queue", self.name,
                "--metrics-port", str(_free_port()), "--metrics-addr", "127.0.0.1"]
         return cmd + (["--processes", str(self.processes)] if self.processes > 1 else [])
 
@@ -95,19 +95,13 @@ def redis_cpu(r: Any) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
-def drain(system: Any, workdir: Path, n: int, redis_clients: list[Any] | None = None) -> dict[str, Any]:
+def drain(system: Any, workdir: Path, n: int) -> dict[str, Any]:
     """Bulk-enqueue ``n`` jobs, then time one worker (or supervisor) draining them."""
-    log = workdir / f"{system.key}.log"
     system.enqueue_bulk(n, 1000)
     before = system.enqueued - n
-    cpu0 = [redis_cpu(c) for c in redis_clients or []]
-    t_spawn = time.monotonic()
-    out = cb.time_drain(system, log, lambda: system.enqueued - before - system.pending(), n, rss_after=False)
-    out["with_startup_per_s"] = n / (time.monotonic() - t_spawn - (out.get("stop_s") or 0.0) -
-                                     max(0.0, 0.0))
-    if redis_clients:
-        used = sum(redis_cpu(c) for c in redis_clients) - sum(cpu0)
-        out["redis_us_per_job"] = used / n * 1e6
+    out = cb.time_drain(system, workdir / f"{system.key}.log", lambda: system.enqueued - before - system.pending(), n,
+                        rss_after=False)
+    out["with_startup_per_s"] = n / (out["startup_s"] + out["drain_s"])
     return out
 
 
@@ -115,15 +109,15 @@ def compare(args: argparse.Namespace, run: Run, workdir: Path) -> list[dict[str,
     rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for rnd in range(args.rounds):
         for handler in args.handlers:
-            for make in (lambda h: JobqRun(run, h), lambda h: Engine(run, h), lambda h: BullmqH(run, h)):
-                system = make(handler)
+            for make in (JobqRun, Engine, BullmqH):
+                # a queue of its own for every measurement (the tag stays a prefix of the run's)
+                system = make(Run(run.redis_url, f"{run.tag}-{rnd}{handler}", run.workdir, run.concurrency), handler)
                 try:
                     res = {"system": system.label, "handler": handler, "round": rnd}
                     t0 = time.monotonic()
                     d = drain(system, workdir, args.jobs)
-                    res["drain_per_s"] = d["drain_per_s"]
-                    res["with_startup_per_s"] = args.jobs / (d["drain_s"] + d["startup_s"])
-                    res["startup_s"] = d["startup_s"]
+                    res.update(drain_per_s=d["drain_per_s"], with_startup_per_s=d["with_startup_per_s"],
+                               startup_s=d["startup_s"])
                     if handler == "noop":
                         lat = cb.measure_idle_and_latency(system, workdir / f"{system.key}-lat.log", args.samples,
                                                           300, 1.0)
@@ -149,35 +143,82 @@ def compare(args: argparse.Namespace, run: Run, workdir: Path) -> list[dict[str,
     return best
 
 
-def scale(args: argparse.Namespace, run: Run, workdir: Path, urls: list[str], label: str) -> list[dict[str, Any]]:
-    """``jobq run --processes N`` draining ``len(urls)``-spread queues; Redis CPU per job."""
+class Fleet:
+    """``jobq run --processes N`` serving ``len(urls)`` no-op queues whose slots are spread across masters."""
+
+    key = "fleet"
+
+    def __init__(self, url: str, tag: str, queues: int, processes: int, concurrency: int) -> None:
+        import jobq
+        from redis.crc import key_slot
+
+        self.url, self.processes, self.concurrency = url, processes, concurrency
+        self.prefix = f"{tag}-jobq"
+        self.names = []
+        for i in range(queues):  # queue i in the i-th third of the slots: one per master of a 3-master cluster
+            j = 0
+            while key_slot(f"{tag}-q{i}-{j}".encode()) * queues // 16384 != i:
+                j += 1
+            self.names.append(f"{tag}-q{i}-{j}")
+        self.settings = jobq.Settings.from_env(redis_url=url, prefix=self.prefix)
+        self.manager = jobq.QueueManager(self.settings, [jobq.QueueSpec(name=n, handler=print) for n in self.names])
+
+    def worker_command(self) -> list[str]:
+        cmd = [sys.executable, str(PEERS / "jobq_run_app.py"), "--log-level", "WARNING", "run",
+               "--processes", str(self.processes)]
+        for n in self.names:
+            cmd += ["--queue", n]
+        return cmd
+
+    def worker_env(self) -> dict[str, str]:
+        return {"BENCH_REDIS_URL": self.url, "BENCH_PREFIX": self.prefix, "BENCH_QUEUE": ",".join(self.names),
+                "BENCH_CONCURRENCY": str(self.concurrency), "PYTHONPATH": str(PEERS), "REDIS_URL": self.url,
+                "JOBQ_PREFIX": self.prefix}
+
+    def fill(self, n: int) -> int:
+        """Spread about ``n`` jobs evenly over the queues; returns how many were added."""
+        per = n // len(self.names)
+        for name in self.names:
+            for i in range(0, per, 1000):
+                self.manager.add_jobs(name, [(None, {}) for _ in range(min(1000, per - i))])
+        return per * len(self.names)
+
+    def completed(self) -> int:
+        return sum(self.manager.get_queue_metrics(n)["completed"] for n in self.names)
+
+
+def scale(args: argparse.Namespace, tag: str, workdir: Path, url: str, nodes: list[str], queues: int,
+          label: str) -> list[dict[str, Any]]:
+    """Drain on ``url`` with 1..N processes; Redis CPU per job summed over ``nodes``."""
     import redis
 
-    clients = [redis.Redis.from_url(u) for u in urls]
+    clients = [redis.Redis.from_url(u) for u in nodes]
     out = []
     for n in args.scale:
-        sys_ = JobqRun(Run(run.redis_url, run.tag, workdir, run.concurrency), "noop", processes=n)
-        try:
-            cpu0 = [redis_cpu(c) for c in clients]
-            d = drain(sys_, workdir, args.jobs * max(n, 1))
-            used = sum(redis_cpu(c) for c in clients) - sum(cpu0)
-            row = {"setup": label, "processes": n, "drain_per_s": d["drain_per_s"],
-                   "redis_cpu_us_per_job": used / (args.jobs * max(n, 1)) * 1e6}
-            out.append(row)
-            print(f"  {label}: {n} processes  drain {row['drain_per_s']:8,.0f}/s  Redis CPU "
-                  f"{row['redis_cpu_us_per_job']:.1f} µs/job", file=sys.stderr, flush=True)
-        finally:
-            sys_.close()
+        fleet = Fleet(url, f"{tag}-{label[:3]}{n}", queues, n, args.concurrency)
+        jobs = fleet.fill(args.jobs * n)
+        cpu0 = sum(redis_cpu(c) for c in clients)
+        d = cb.time_drain(fleet, workdir / "fleet.log", fleet.completed, jobs, rss_after=False)  # type: ignore[arg-type]
+        used = sum(redis_cpu(c) for c in clients) - cpu0
+        row = {"setup": label, "queues": queues, "processes": n, "jobs": jobs, "drain_per_s": d["drain_per_s"],
+               "redis_cpu_us_per_job": used / jobs * 1e6}
+        out.append(row)
+        fleet.manager.close()
+        print(f"  {label}: {n} processes  drain {row['drain_per_s']:8,.0f}/s  Redis CPU "
+              f"{row['redis_cpu_us_per_job']:.1f} µs/job", file=sys.stderr, flush=True)
     for c in clients:
         c.close()
     return out
 
 
 def start_cluster(workdir: Path) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
-    ports = []
+    """Three empty masters on loopback, slots split evenly (as core/tests/test_cluster.py starts one)."""
+    import redis
+
+    ports: list[int] = []
     while len(ports) < 3:
         p = _free_port()
-        if p < 55000 and p not in ports:
+        if p < 55000 and p not in ports:  # the cluster bus listens on port + 10000
             ports.append(p)
     procs = []
     for p in ports:
@@ -187,17 +228,21 @@ def start_cluster(workdir: Path) -> tuple[list[subprocess.Popen[bytes]], list[in
             ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", str(d / "nodes.conf"), "--dir", str(d), "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL))
-    time.sleep(0.5)  # by hand, not a test: let the nodes bind before redis-cli connects
+    cb.wait_until(lambda: all(_pings(p) for p in ports), 20, "cluster nodes")
     subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports], "--cluster-replicas",
                     "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+    cb.wait_until(lambda: all(b"cluster_state:ok" in redis.Redis(port=p).execute_command("CLUSTER", "INFO")
+                              for p in ports), 30, "cluster_state:ok")
+    return procs, ports
+
+
+def _pings(port: int) -> bool:
     import redis
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if all(b"cluster_state:ok" in redis.Redis(port=p).execute_command("CLUSTER", "INFO") for p in ports):
-            break
-        time.sleep(0.1)
-    return procs, ports
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
 
 
 def main() -> None:
@@ -208,6 +253,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=100)
     ap.add_argument("--handlers", default="noop,incr")
     ap.add_argument("--scale", default="", help="comma-separated process counts, e.g. 1,2,4 (skips the comparison)")
+    ap.add_argument("--cluster", action="store_true", help="with --scale: also on a 3-master Redis Cluster")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     args.handlers = [h for h in args.handlers.split(",") if h]
@@ -220,7 +266,11 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         if args.scale:
-            result["scale_one_redis"] = scale(args, run, workdir, [url], "one Redis")
+            result["scale"] = scale(args, tag, workdir, url, [url], 3, "one Redis")
+            if args.cluster:
+                procs, ports = start_cluster(workdir)
+                result["scale"] += scale(args, tag, workdir, f"redis+cluster://127.0.0.1:{ports[0]}",
+                                         [f"redis://127.0.0.1:{p}" for p in ports], 3, "3-master cluster")
         else:
             result["compare"] = compare(args, run, workdir)
     finally:
@@ -241,11 +291,10 @@ def main() -> None:
         a, b = by.get(("jobq run", h)), by.get(("BullMQ (Node)", h))
         if a and b:
             print(f"{h}: jobq run / BullMQ = {a['drain_per_s'] / b['drain_per_s']:.2f}x")
-    for r in result.get("scale_one_redis", []):
-        print(f"one Redis, {r['processes']} processes: {r['drain_per_s']:,.0f}/s, Redis CPU "
-              f"{r['redis_cpu_us_per_job']:.1f} µs/job")
+    for r in result.get("scale", []):
+        print(f"{r['setup']}, {r['queues']} queues, {r['processes']} processes: {r['drain_per_s']:,.0f} jobs/s, "
+              f"Redis CPU {r['redis_cpu_us_per_job']:.1f} µs/job")
     print(f"load average before {result['load_before'][0]:.1f}, after {result['load_after'][0]:.1f}")
-    _ = statistics
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """``jobq run`` as users run it, for bench/run_bench.py: the real CLI, every plugin installed in this
-environment loaded from its entry point, metrics on, plus one bench plugin serving BENCH_QUEUE.
+environment loaded from its entry point, metrics on, plus one bench plugin serving BENCH_QUEUE
+(comma-separated names: one queue each).
 
     python jobq_run_app.py run [--processes N] [--metrics-port P]
 """
@@ -18,8 +19,8 @@ from jobq_worker import handler
 class BenchPlugin:
     @hookimpl
     def jobq_queues(self) -> list[QueueSpec]:
-        return [QueueSpec(name=os.environ["BENCH_QUEUE"], handler=handler(),
-                          concurrency=int(os.environ["BENCH_CONCURRENCY"]))]
+        return [QueueSpec(name=name, handler=handler(), concurrency=int(os.environ["BENCH_CONCURRENCY"]))
+                for name in os.environ["BENCH_QUEUE"].split(",")]
 
 
 def main() -> None:
