@@ -10,9 +10,15 @@ or its own error; blocking and connection-state commands bypass the batch.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 import redis.asyncio
+
+try:  # hiredis (a jobq dependency) packs commands in C; redis-py's asyncio client packs in Python
+    from hiredis import pack_command as _pack
+except ImportError:  # pragma: no cover
+    _pack = None
 
 from .config import Settings
 
@@ -22,6 +28,10 @@ DIRECT = frozenset({
     "XREADGROUP", "WAIT", "WAITAOF", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR", "SELECT",
     "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "CLIENT", "AUTH", "HELLO", "RESET", "QUIT",
 })
+
+_PACKABLE = (str, bytes, int, float)  # exact types: bool is refused by redis-py and must stay so
+_POOL_TAKES_NO_NAME = inspect.signature(redis.asyncio.ConnectionPool.get_connection).parameters[
+    "command_name"].default is None
 
 
 class AutoPipelineRedis(redis.asyncio.Redis):
@@ -59,13 +69,14 @@ class AutoPipelineRedis(redis.asyncio.Redis):
     async def _send(self, batch: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]]) -> None:
         try:
             if len(batch) == 1:
-                args, options, _fut = batch[0]
-                replies = [await super().execute_command(*args, **options)]
+                args, options, fut = batch[0]
+                try:
+                    reply = await super().execute_command(*args, **options)
+                except Exception as exc:
+                    reply = exc
+                replies = [reply]
             else:
-                pipe = self.pipeline(transaction=False)
-                for args, options, _fut in batch:
-                    pipe.execute_command(*args, **options)
-                replies = await pipe.execute(raise_on_error=False)
+                replies = await self._pipeline(batch)
         except asyncio.CancelledError:
             for _a, _o, fut in batch:
                 fut.cancel()
@@ -82,6 +93,44 @@ class AutoPipelineRedis(redis.asyncio.Redis):
                 fut.set_exception(reply)
             else:
                 fut.set_result(reply)
+
+    async def _pipeline(self, batch: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]]) -> list[Any]:
+        """Send the batch in one write and read every reply, each parsed as ``execute_command`` would.
+
+        Commands are packed by hiredis' C encoder where their arguments allow (str, bytes, int,
+        float), else by redis-py's; a reply that is an error is returned for its own caller only.
+        """
+        pool = self.connection_pool
+        conn = await (pool.get_connection() if _POOL_TAKES_NO_NAME else pool.get_connection("PIPELINE"))
+        try:
+            chunks: list[bytes] = []
+            replies: list[Any] = [None] * len(batch)
+            sent: list[int] = []
+            for i, (args, _o, _f) in enumerate(batch):
+                name = args[0]
+                if (_pack is not None and all(type(x) in _PACKABLE for x in args)
+                        and (" " not in name if isinstance(name, str) else b" " not in name)):  # "SCRIPT LOAD"
+                    chunks.append(_pack(args))
+                else:
+                    try:
+                        chunks.extend(conn.pack_command(*args))
+                    except redis.DataError as exc:  # an argument redis-py refuses: this caller's error only
+                        replies[i] = exc
+                        continue
+                sent.append(i)
+            await conn.send_packed_command(b"".join(chunks), check_health=True)
+            for i in sent:
+                args, options, _f = batch[i]
+                try:
+                    replies[i] = await self.parse_response(conn, args[0], **options)
+                except redis.ResponseError as exc:  # this command's error; the stream stays in step
+                    replies[i] = exc
+            return replies
+        except BaseException:
+            await conn.disconnect()  # a half-read stream is never handed back to the pool
+            raise
+        finally:
+            await pool.release(conn)
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         if self._flushes:

@@ -51,13 +51,15 @@ def test_each_caller_gets_its_own_error_and_reply(key, rclient):
         client = AutoPipelineRedis.from_url(redis_test_url())
         try:
             return await asyncio.gather(client.hset(key, "f", "v"), client.get(key), client.incr(f"{key}:n"),
-                                        return_exceptions=True)
+                                        client.set(f"{key}:b", True), client.set(f"{key}:m", memoryview(b"mv")),
+                                        client.get(f"{key}:m"), return_exceptions=True)
         finally:
             await client.aclose()
 
-    wrong, value, n = asyncio.run(main())
+    wrong, value, n, refused, stored, read = asyncio.run(main())
     assert isinstance(wrong, redis.ResponseError) and "WRONGTYPE" in str(wrong)
     assert value == b"text" and n == 1
+    assert isinstance(refused, redis.DataError) and stored is True and read == b"mv"
 
 
 def test_scripts_and_blocking_commands(key):
