@@ -12,10 +12,12 @@ import attrs
 import click
 import redis
 
+from .cli_schedules import schedules
 from .config import METRICS_PORT, Settings
 from .errors import JobqError
 from .plugins import PluginHost
 from .queue import QueueManager
+from .redaction import redact_logs
 from .spec import QueueSpec
 
 
@@ -77,6 +79,7 @@ class JobqGroup(click.Group):
 def cli(ctx: click.Context, log_level: str) -> None:
     """jobq: a Redis job queue with installable job-type plugins."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logs()  # every logger a DEBUG level turns on (httpcore, hpack, urllib3, botocore...) goes through it
     if ctx.obj is None:
         ctx.obj = Ctx()
 
@@ -158,6 +161,9 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
         if metrics:
             click.echo(f"metrics on http://{metrics_addr}:{metrics_port}/metrics (all processes)", err=True)
         sys.exit(sup.run())
+    from . import tracing
+
+    tracing.setup(configure_sdk=True)  # OTEL_* decide; off without jobq[otel]
     worker = Worker(specs, obj.settings, hooks=host,
                     worker_id=os.environ.get("JOBQ_WORKER_ID") if child else None)
     if child is not None:
@@ -169,7 +175,10 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
         metrics.serve(int(metrics_port), obj.settings, worker, addr=metrics_addr)
         click.echo(f"metrics on http://{metrics_addr}:{metrics_port}/metrics", err=True)
     click.echo(f"jobq worker {worker.id}: " + ", ".join(f"{s.name} x{s.concurrency}" for s in specs), err=True)
-    worker.run_forever()
+    try:
+        worker.run_forever()
+    finally:
+        tracing.shutdown()
 
 
 @cli.command()
@@ -217,9 +226,19 @@ def enqueue(obj: Ctx, queue: str, data: str, job_id: str | None, delay: float | 
 @click.argument("queue")
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 unless it completed.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds --wait waits.")
 @click.pass_obj
-def job(obj: Ctx, queue: str, job_id: str, as_json: bool) -> None:
+def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: float) -> None:
     """Show a job: state, progress, attempts, result, failure (secrets redacted)."""
+    from .results import JobNotCompleted
+
+    unsuccessful = False
+    if wait:
+        try:
+            obj.manager.wait_for(queue, job_id, timeout)
+        except JobNotCompleted:
+            unsuccessful = True
     data = obj.manager.job_dict(queue, job_id)
 
     def human(d: dict[str, Any]) -> None:
@@ -231,14 +250,21 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool) -> None:
                 click.echo(d["failure"]["stack"].rstrip())
 
     _out(data, as_json, human)
+    if unsuccessful:
+        sys.exit(1)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--history", is_flag=True, help="Per-minute completed/failed/retried/stalled and durations instead.")
+@click.option("--minutes", default=60, show_default=True, type=click.IntRange(1, 1440), help="With --history.")
 @click.pass_obj
-def stats(obj: Ctx, as_json: bool) -> None:
+def stats(obj: Ctx, as_json: bool, history: bool, minutes: int) -> None:
     """Jobs per queue and state, live workers, plugin failures."""
     m = obj.manager
+    if history:
+        _history(m, as_json, minutes)
+        return
     data = {"queues": m.get_queue_stats(), "workers": m.list_workers(), "plugin_failures": obj.host.failures}
 
     def human(d: dict[str, Any]) -> None:
@@ -249,6 +275,32 @@ def stats(obj: Ctx, as_json: bool) -> None:
         click.echo(f"workers alive: {sum(1 for w in d['workers'] if w['alive'])}")
         for name, err in d["plugin_failures"].items():
             click.echo(f"plugin {name} BROKEN: {err}")
+
+    _out(data, as_json, human)
+
+
+def _history(m: QueueManager, as_json: bool, minutes: int) -> None:
+    import time
+
+    from .history import read_history, summarize
+
+    rows = read_history(m, m.list_queues(), minutes)
+    data = {q: {"summary": summarize(r), "minutes": [x.to_dict() for x in r]} for q, r in rows.items()}
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else ">300s" if v == float("inf") else f"{v:g}ms"
+
+    def human(d: dict[str, Any]) -> None:
+        for q, h in sorted(d.items()):
+            s = h["summary"]
+            click.echo(f"{q}: last {minutes} min: completed {s['completed']}, failed {s['failed']}, retried "
+                       f"{s['retried']}, stalled {s['stalled']}; p50 {ms(s['p50_ms'])} p95 {ms(s['p95_ms'])} "
+                       f"p99 {ms(s['p99_ms'])}")
+            for r in h["minutes"]:
+                if r["completed"] or r["failed"] or r["retried"] or r["stalled"]:
+                    t = time.strftime("%H:%M", time.gmtime(r["timestamp"]))
+                    click.echo(f"  {t} UTC  completed {r['completed']:>6}  failed {r['failed']:>5}  "
+                               f"retried {r['retried']:>5}  stalled {r['stalled']:>4}")
 
     _out(data, as_json, human)
 
@@ -269,6 +321,20 @@ def resume(obj: Ctx, queue: str) -> None:
     """Let workers start jobs of QUEUE again."""
     obj.manager.resume_queue(queue)
     click.echo(f"resumed {queue}")
+
+
+@cli.command()
+@click.argument("queue")
+@click.argument("job_id")
+@click.option("--reason", default=None, help="kept with the job as its failure message")
+@click.pass_obj
+def cancel(obj: Ctx, queue: str, job_id: str, reason: str | None) -> None:
+    """Cancel a job: it never starts, or its running handler is stopped; never retried."""
+    was = obj.manager.cancel_job(queue, job_id, reason)
+    if was in ("completed", "failed", "cancelled"):
+        click.echo(f"{queue}/{job_id} had already ended ({was}); nothing to cancel")
+    else:
+        click.echo(f"cancelled {queue}/{job_id} (was {was})")
 
 
 @cli.group()
@@ -354,6 +420,9 @@ def bench(obj: Ctx, n: int, concurrency: int, as_json: bool) -> None:
                    f"({r['latency_samples']} jobs, one at a time)")
 
     _out(result, as_json, human)
+
+
+cli.add_command(schedules)
 
 
 def main() -> None:

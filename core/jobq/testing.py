@@ -25,7 +25,7 @@ from .spec import QueueSpec
 from .waiting import wait_until
 from .worker import Worker
 
-TERMINAL = ("completed", "failed")
+TERMINAL = ("completed", "failed", "cancelled")
 
 
 def redis_test_url() -> str:
@@ -186,3 +186,88 @@ def jobq_harness(jobq_settings: Settings) -> Iterator[Harness]:
         yield h
     finally:
         h.close()
+
+
+class RedisServer:
+    """A ``redis-server`` of one test's own on a free loopback port, for what cannot be done to the
+    shared one: filling it to ``maxmemory`` (``fill()``), stopping it."""
+
+    def __init__(self) -> None:
+        import socket
+        import subprocess
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--maxmemory-policy", "noeviction"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.client = redis.Redis(port=self.port, socket_timeout=5)
+        try:
+            wait_until(self._pings, 10, message="a private redis-server to answer")
+        except BaseException:
+            self.close()
+            raise
+
+    def _pings(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.ConnectionError:
+            return False
+
+    def fill(self) -> None:
+        """Put Redis over its ``maxmemory``: from now on it refuses every write that needs memory."""
+        used = int(self.client.info("memory")["used_memory"])
+        self.client.config_set("maxmemory", used - 64 * 1024)
+        try:
+            self.client.set("jobq-fill-probe", "x")
+        except redis.exceptions.OutOfMemoryError:
+            return
+        raise AssertionError("Redis still accepts writes after lowering maxmemory")
+
+    def unfill(self) -> None:
+        self.client.config_set("maxmemory", 0)
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def jobq_redis_server() -> Iterator[RedisServer]:
+    """A private :class:`RedisServer`; the test is skipped where ``redis-server`` is not installed."""
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+CHROMIUM = os.environ.get("JOBQ_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """The system's headless Chromium (Debian package) driven by Playwright; never a downloaded browser.
+
+    Yields a Playwright ``Browser``; open ``browser.new_context()`` per test and close it.
+    """
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright; the browser is the system chromium)")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (or set JOBQ_CHROMIUM)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -57,6 +57,21 @@ local function trim(zset, jobprefix, gc, cut, limit)
   if #old > 0 then redis.call('ZREM', zset, unpack(old)) end
 end
 
+-- Delete the oldest finished jobs beyond the count kept, a bounded batch per call.
+local function trim_count(zset, jobprefix, gc, keep, limit)
+  if keep < 0 then return end
+  local over = redis.call('ZCARD', zset) - keep
+  if over <= 0 then return end
+  local old = redis.call('ZRANGE', zset, 0, math.min(over, limit) - 1)
+  for _, id in ipairs(old) do
+    local jk = jobprefix .. id
+    local ref = redis.call('HGET', jk, 'ref')
+    if ref then redis.call('RPUSH', gc, ref) end
+    redis.call('DEL', jk)
+  end
+  if #old > 0 then redis.call('ZREM', zset, unpack(old)) end
+end
+
 -- Lease a ready job to a worker under token tok. Returns its 9 claim fields (id, token, attempt, data,
 -- name, opts, created, secrets, ref), or nil for an id whose job hash is gone.
 local function claim(jp, id, tok, worker, now, lease, active, events, maxlen)
@@ -68,4 +83,65 @@ local function claim(jp, id, tok, worker, now, lease, active, events, maxlen)
   redis.call('ZADD', active, now + lease, id)
   emit(events, maxlen, 'active', id, 'attempt', att)
   return {id, tok, att, f[1], f[2] or '', f[3] or '', f[4], f[5] or '', f[6] or ''}
+end
+
+-- Per-minute history (dashboard, `jobq stats --history`): one hash <base>hist:<minute> per queue and
+-- minute, derived from the queue's stats key, with counts c(ompleted) f(ailed) r(etried) s(talled),
+-- and for completions d<i> (bucket i of HIST_MS, the last is "slower") plus ds (sum of ms). Kept 25 h.
+local HIST_MS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
+local function record_history(stats, now, field, n, durations)
+  if n == 0 then return end
+  local key = string.sub(stats, 1, -6) .. 'hist:' .. math.floor(now / 60000)
+  redis.call('HINCRBY', key, field, n)
+  if durations then
+    local buckets, sum = {}, 0
+    for _, d in ipairs(durations) do
+      local i = #HIST_MS + 1
+      for j, bound in ipairs(HIST_MS) do if d <= bound then i = j; break end end
+      buckets[i] = (buckets[i] or 0) + 1
+      sum = sum + d
+    end
+    for i, c in pairs(buckets) do redis.call('HINCRBY', key, 'd' .. i, c) end
+    redis.call('HINCRBY', key, 'ds', sum)
+  end
+  redis.call('PEXPIRE', key, 90000000)
+end
+
+-- The last 5 failed attempts of a job (field faillog, JSON, at most ~10 kB): the dashboard shows each
+-- one's code, message (500 chars) and stack tail (1,500); the current failure keeps its full text in
+-- code/error/stack.
+local function record_attempt(jk, now, code, message, stack)
+  local ok, log = pcall(cjson.decode, redis.call('HGET', jk, 'faillog') or '[]')
+  if not ok or type(log) ~= 'table' then log = {} end
+  log[#log + 1] = {a = tonumber(redis.call('HGET', jk, 'att')) or 0, t = now, code = code,
+                   message = string.sub(message, 1, 500), stack = string.sub(stack, -1500)}
+  while #log > 5 do table.remove(log, 1) end
+  redis.call('HSET', jk, 'faillog', cjson.encode(log))
+end
+
+-- The key base ("<prefix>:{<queue>}:") and the "<queue>|<id>" name of a job, from its key.
+local function job_names(jk, id)
+  local base = string.sub(jk, 1, #jk - #id - 4)
+  return base, string.match(base, '{(.-)}:$') .. '|' .. id
+end
+
+-- A job reached a terminal state: hand each job that depends on it to the queue's resolve outbox,
+-- where a worker (or the manager that cancelled it) resolves it in the dependent's own slot.
+-- Returns how many entries it queued.
+local function dependents_out(jk, outbox, dep, state, result)
+  local dn = redis.call('HGET', jk, 'dn')
+  if not dn then return 0 end
+  redis.call('HDEL', jk, 'dn')
+  local n = 0
+  for target in string.gmatch(dn, '[^\n]+') do
+    redis.call('RPUSH', outbox, cjson.encode({t = target, d = dep, s = state, r = result or ''}))
+    n = n + 1
+  end
+  return n
+end
+
+-- Remove a job from the ready structures (cancel of a waiting job).
+local function drop_ready(wait, prio, id)
+  redis.call('LREM', wait, 1, id)
+  redis.call('ZREM', prio, id)
 end

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import redis
 from jobq import ConfigError, EnqueueError, InvalidPayload, PayloadTooLarge, QueueSpec
+from jobq import QueueUnavailable as EnqueueUnavailable
 from jobq.queue import QueueManager
 from jobq.serialization import structure_payload
 
@@ -31,6 +32,29 @@ _SCREENSHOT = re.compile(r"data:image/(png|jpeg|webp);base64,")
 _BODY_FIELDS = {"title", "description", "severity", "url", "screenshot", "sessionReplay"}
 # Where a payload field rejected by a plugin's payload class came from in the request body.
 _PAYLOAD_TO_BODY = {"screenshotData": "screenshot", "replayData": "sessionReplay.events"}
+
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_PATH_KEY = re.compile(r"(?i).*(path|dir|file)")
+
+
+def public_only(value: Any, key: str = "") -> Any:
+    """``value`` with every storage location that is not a public URL replaced by ``None``:
+    ``file:`` URLs, other non-HTTP URLs (``s3://``...), and absolute paths under keys named like
+    paths. Workers record where they stored outputs; only HTTP(S) URLs are meant for clients."""
+    if isinstance(value, str):
+        scheme = _SCHEME.match(value)
+        if scheme and scheme.group(1).lower() not in ("http", "https") and (
+                scheme.group(1).lower() == "file" or value[scheme.end():].startswith("//")):
+            return None
+        if value.startswith("/") and _PATH_KEY.fullmatch(key):
+            return None
+        return value
+    if isinstance(value, dict):
+        return {k: public_only(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_only(v, key) for v in value]
+    return value
 
 
 class RequestInvalid(Exception):
@@ -131,8 +155,11 @@ def plan_jobs(report_id: str, project_id: str, new: NewReport, project: Project)
         jobs.append(PlannedJob(queue=SCREENSHOTS, job_id=f"screenshot-{report_id}", data={
             "bugReportId": report_id, "projectId": project_id, "screenshotData": new.screenshot}))
     if new.replay_events:
-        jobs.append(PlannedJob(queue=REPLAYS, job_id=f"replay-{report_id}", data={
-            "bugReportId": report_id, "projectId": project_id, "replayData": new.replay_events}))
+        data: dict[str, Any] = {"bugReportId": report_id, "projectId": project_id}
+        if project.replay_privacy is not None:  # before replayData: the worker masks events as it streams them
+            data["privacy"] = project.replay_privacy
+        data["replayData"] = new.replay_events
+        jobs.append(PlannedJob(queue=REPLAYS, job_id=f"replay-{report_id}", data=data))
     summary = {"title": new.title, "description": new.description, "severity": new.severity, "url": new.url}
     for i in project.integrations:
         job_id = f"integration-{i.name}-{report_id}"
@@ -254,11 +281,7 @@ class Intake:
                 project_id=project_id, title=new.title, description=new.description, severity=new.severity,
                 url=new.url, report_id=report_id, jobs=jobs_map(planned),
             ) as report:
-                for queue in QUEUES:
-                    group = [j for j in planned if j.queue == queue]
-                    if group:
-                        self.manager.add_jobs(queue, [(j.job_id, j.data) for j in group])
-                        added.extend(group)
+                self._enqueue(planned, added)
         except PayloadTooLarge as exc:
             self._unwind(added)
             raise BodyTooLarge(str(exc)) from None
@@ -270,7 +293,7 @@ class Intake:
             log.warning("report for project %s not created: database error (%s)",
                         project_id, type(exc).__name__)
             raise StoreUnavailable(f"the report database is unavailable ({type(exc).__name__})") from None
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, OSError, EnqueueUnavailable) as exc:
             self._unwind(added)
             log.warning("report for project %s not created: enqueue failed (%s)",
                         project_id, type(exc).__name__)
@@ -281,6 +304,15 @@ class Intake:
         log.info("report %s created for project %s with jobs %s", report_id, project_id,
                  ", ".join(j.job_id for j in planned) or "none")
         return report
+
+    def _enqueue(self, planned: list[PlannedJob], added: list[PlannedJob]) -> None:
+        """The one place a report's jobs reach Redis: one atomic script per queue, in :data:`QUEUES`
+        order. ``added`` collects what is in, for :meth:`_unwind` if a later queue fails."""
+        for queue in QUEUES:
+            group = [j for j in planned if j.queue == queue]
+            if group:
+                self.manager.add_jobs(queue, [(j.job_id, j.data) for j in group])
+                added.extend(group)
 
     def _validate_payloads(self, planned: list[PlannedJob]) -> None:
         """Structure every payload with its plugin's class before writing anything, so a payload one
@@ -321,7 +353,7 @@ class Intake:
                 jobs[queue] = {name: self._job_view(queue, job_id) for name, job_id in entry.items()}
             else:
                 jobs[queue] = self._job_view(queue, entry)
-        return {**report, "jobs": jobs}
+        return {**report, "metadata": public_only(report.get("metadata", {})), "jobs": jobs}
 
     def _job_view(self, queue: str, job_id: str) -> dict[str, Any]:
         try:
@@ -332,7 +364,7 @@ class Intake:
             return {"id": job_id, "queue": queue, "state": "unknown"}
         return {
             "id": job_id, "queue": queue, "state": job.state, "progress": job.progress,
-            "attempts": job.attempts, "result": job.result,
+            "attempts": job.attempts, "result": public_only(job.result),
             "failure": {"code": job.failure.code, "message": job.failure.message} if job.failure else None,
             "createdAt": _iso(job.created_at), "startedAt": _iso(job.started_at),
             "finishedAt": _iso(job.finished_at),

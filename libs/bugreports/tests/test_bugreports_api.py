@@ -21,8 +21,12 @@ pytestmark = pytest.mark.timeout(60)
 CORPORA = Path("/work/shared/corpora")
 KEY1 = "key-one-0123456789abcdef"
 KEY2 = "key-two-0123456789abcdef"
+READ1 = "read-one-0123456789abcdef"
+READ2 = "read-two-0123456789abcdef"
 H1 = {"X-API-Key": KEY1}
 H2 = {"X-API-Key": KEY2}
+R1 = {"X-API-Key": READ1}
+R2 = {"X-API-Key": READ2}
 RAW = {**H1, "Content-Type": "application/json"}
 PROJECTS = {
     "proj-1": {
@@ -52,7 +56,7 @@ def make_client(served):
         kw.setdefault("projects", {})
         kw.setdefault("specs", fallback_specs())
         app = create_app(settings=settings, store=store, api_keys=ApiKeys({"proj-1": KEY1, "proj-2": KEY2}),
-                         **kw)
+                         read_keys=ApiKeys({"proj-1": READ1, "proj-2": READ2}), **kw)
         return served(app)
 
     return make
@@ -92,6 +96,25 @@ def test_create_enqueues_screenshot_and_replay(make_client, jobq_settings, any_s
     assert rep_data == {"bugReportId": rid, "projectId": "proj-1", "replayData": events}
 
 
+def test_the_project_replay_privacy_goes_before_the_events(make_client, jobq_settings, sqlite_store) -> None:
+    """The worker masks events as it streams them, so ``privacy`` must precede ``replayData`` in the payload."""
+    projects = parse_projects({"proj-1": {"replay": {"allowInputTypes": ["range"]}}})
+    with make_client(jobq_settings, sqlite_store, projects=projects) as client:
+        resp = client.post("/api/v1/reports", headers=H1,
+                           json={"title": "t", "sessionReplay": {"events": replay_events()}})
+        other = client.post("/api/v1/reports", headers=H2,
+                            json={"title": "t", "sessionReplay": {"events": replay_events()}})
+    assert resp.status_code == other.status_code == 201, resp.text
+    with QueueManager(jobq_settings) as qm:
+        datas = []
+        for r in (resp, other):
+            job = qm.get_job("replays", f"replay-{r.json()['id']}")
+            datas.append(job.data or json.loads(qm.storage.get(job.payload_ref)))
+    assert list(datas[0]) == ["bugReportId", "projectId", "privacy", "replayData"]
+    assert datas[0]["privacy"] == {"allowInputTypes": ["range"]}
+    assert list(datas[1]) == ["bugReportId", "projectId", "replayData"]  # proj-2: no setting, all masked
+
+
 def test_create_without_attachments_enqueues_nothing(make_client, jobq_settings, sqlite_store) -> None:
     with make_client(jobq_settings, sqlite_store) as client:
         body = {"title": "Typo", "sessionReplay": {"events": []}}
@@ -99,7 +122,7 @@ def test_create_without_attachments_enqueues_nothing(make_client, jobq_settings,
         assert resp.status_code == 201
         assert resp.json()["jobs"] == {}
         assert resp.json()["severity"] == "medium" and resp.json()["description"] == ""
-        shown = client.get(f"/api/v1/reports/{resp.json()['id']}", headers=H1).json()
+        shown = client.get(f"/api/v1/reports/{resp.json()['id']}", headers=R1).json()
     assert shown["jobs"] == {} and shown["title"] == "Typo"
 
 
@@ -207,6 +230,19 @@ def test_redis_down_is_503_and_creates_nothing(make_client, jobq_settings, any_s
     assert row_count(any_store) == 0
 
 
+def test_full_redis_is_503_and_creates_nothing(make_client, jobq_settings, jobq_redis_server, sqlite_store,
+                                                row_count) -> None:
+    full = attrs.evolve(jobq_settings, redis_url=jobq_redis_server.url)
+    jobq_redis_server.fill()
+    keys = sorted(jobq_redis_server.client.keys("*"))
+    with make_client(full, sqlite_store) as client:
+        resp = client.post("/api/v1/reports", headers=H1, json={"title": "t", "screenshot": screenshot()})
+    assert resp.status_code == 503, resp.text
+    assert resp.json()["error"]["code"] == "ERR_QUEUE_UNAVAILABLE" and "QueueFull" in resp.json()["error"]["message"]
+    assert row_count(sqlite_store) == 0
+    assert sorted(jobq_redis_server.client.keys("*")) == keys
+
+
 def test_enqueue_failing_midway_rolls_back_everything(
     make_client, jobq_settings, sqlite_store, tmp_path, row_count
 ) -> None:
@@ -254,7 +290,7 @@ def fake_screenshot_worker(store: ReportStore):
 
     def handle(job) -> dict[str, Any]:
         urls = {"originalUrl": f"file:///s/{job.data['bugReportId']}/original.png",
-                "thumbnailUrl": f"file:///s/{job.data['bugReportId']}/thumb.png"}
+                "thumbnailUrl": f"https://cdn.example/{job.data['bugReportId']}/thumb.png"}
         store.record(job.data["bugReportId"], job.data["projectId"], "screenshot", urls)
         return urls
 
@@ -277,21 +313,25 @@ def test_get_shows_job_states_results_and_failures(make_client, jobq_harness, an
             "title": "t", "screenshot": screenshot(), "sessionReplay": {"events": [{"type": 4}]}})
         assert resp.status_code == 201
         rid = resp.json()["id"]
-        waiting = client.get(f"/api/v1/reports/{rid}", headers=H1).json()
+        waiting = client.get(f"/api/v1/reports/{rid}", headers=R1).json()
         assert waiting["jobs"]["screenshots"]["state"] == "waiting"
         h.start(fake_screenshot_worker(any_store), failing_replay_worker())
         h.wait("screenshots", f"screenshot-{rid}")
         h.wait("replays", f"replay-{rid}")
-        shown = client.get(f"/api/v1/reports/{rid}", headers=H1)
-        hidden = client.get(f"/api/v1/reports/{rid}", headers=H2)
-        missing = client.get("/api/v1/reports/nope", headers=H1)
+        shown = client.get(f"/api/v1/reports/{rid}", headers=R1)
+        hidden = client.get(f"/api/v1/reports/{rid}", headers=R2)
+        missing = client.get("/api/v1/reports/nope", headers=R1)
     assert shown.status_code == 200
     report = shown.json()
     shot = report["jobs"]["screenshots"]
     assert shot["state"] == "completed" and shot["id"] == f"screenshot-{rid}"
-    assert shot["result"]["originalUrl"] == f"file:///s/{rid}/original.png"
+    # Storage paths that are not public URLs are never shown, in results or metadata.
+    assert shot["result"]["originalUrl"] is None
+    assert shot["result"]["thumbnailUrl"] == f"https://cdn.example/{rid}/thumb.png"
     assert shot["attempts"] == 1 and shot["finishedAt"].endswith("Z")
-    assert report["metadata"]["screenshot"]["thumbnailUrl"] == f"file:///s/{rid}/thumb.png"
+    assert report["metadata"]["screenshot"] == {"originalUrl": None,
+                                                "thumbnailUrl": f"https://cdn.example/{rid}/thumb.png"}
+    assert "file:" not in shown.text
     replay = report["jobs"]["replays"]
     assert replay["state"] == "failed" and replay["failure"]["code"] == "ERR_EMPTY_REPLAY"
     assert "stack" not in replay["failure"]
@@ -304,7 +344,7 @@ def test_get_when_redis_is_gone_shows_unknown_jobs(make_client, jobq_settings, s
         rid = created.json()["id"]
     down = attrs.evolve(jobq_settings, redis_url="redis://127.0.0.1:1/0")
     with make_client(down, sqlite_store) as client:
-        resp = client.get(f"/api/v1/reports/{rid}", headers=H1)
+        resp = client.get(f"/api/v1/reports/{rid}", headers=R1)
         health = client.get("/health")
     assert resp.status_code == 200
     assert resp.json()["jobs"]["screenshots"] == {"id": f"screenshot-{rid}", "queue": "screenshots",
@@ -378,9 +418,11 @@ def test_end_to_end_with_the_screenshot_plugin(make_client, jobq_harness, monkey
         jobq_harness.start(spec)
         job = jobq_harness.wait("screenshots", f"screenshot-{rid}", timeout=45)
         assert job.state == "completed", job.failure
-        shown = client.get(f"/api/v1/reports/{rid}", headers=H1).json()
+        shown = client.get(f"/api/v1/reports/{rid}", headers=R1).json()
     shot = shown["jobs"]["screenshots"]
     assert shot["state"] == "completed"
-    assert shot["result"]["width"] == 128 and shot["result"]["originalUrl"]
-    assert shown["metadata"]["screenshot"]["originalUrl"] == shot["result"]["originalUrl"]
+    # The worker stored the images on a local folder: their file: URLs stay internal.
+    assert job.result["originalUrl"].startswith("file:")
+    assert shot["result"]["width"] == 128 and shot["result"]["originalUrl"] is None
+    assert shown["metadata"]["screenshot"]["originalUrl"] is None
     assert shown["title"] == "t"

@@ -77,3 +77,29 @@ def test_projects_file_errors_do_not_quote_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_projects(tmp_path / "missing.json")
     assert "cannot read" in str(exc.value)
+
+
+def test_replay_privacy_from_the_projects_file(tmp_path: Path) -> None:
+    (tmp_path / "p.toml").write_text(
+        '[proj-1.replay]\nallowInputTypes = ["range", "checkbox"]\nmaskTextClasses = ["private"]\n'
+        'maskTextAttributes = ["data-private"]\n[proj-2]\n')
+    projects = load_projects(tmp_path / "p.toml")
+    assert projects["proj-1"].replay_privacy == {"allowInputTypes": ["range", "checkbox"],
+                                                 "maskTextAttributes": ["data-private"],
+                                                 "maskTextClasses": ["private"]}
+    assert projects["proj-2"].replay_privacy is None  # every input masked
+
+
+@pytest.mark.parametrize(
+    ("replay", "needle"),
+    [({"allowInputTypes": ["password"]}, "replay.allowInputTypes: password inputs are always masked"),
+     ({"allowInputTypes": ["range", "ssn"]}, "replay.allowInputTypes: 'ssn' is not an input type"),
+     ({"allowInputTypes": "range"}, "replay.allowInputTypes must be a list of names"),
+     ({"maskTextAttributes": ["aria-label"]}, "replay.maskTextAttributes: 'aria-label' is not a data-* attribute"),
+     ({"maskInputs": False}, "replay: unknown key(s) maskInputs"),
+     ([], "replay must be an object")],
+)
+def test_replay_privacy_errors_name_the_field(replay: object, needle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_projects({"proj-1": {"replay": replay}})
+    assert needle in str(exc.value) and "proj-1" in str(exc.value)
