@@ -64,7 +64,8 @@ class Engine(Jobq):
         self.handler = handler
 
     def worker_env(self) -> dict[str, str]:
-        return {**super().worker_env(), "BENCH_HANDLER": self.handler}
+        # tracing is off unless jobq[otel] is installed; the repository's environment has it (tests)
+        return {**super().worker_env(), "BENCH_HANDLER": self.handler, "OTEL_SDK_DISABLED": "true"}
 
 
 class JobqRun(Engine):
@@ -174,7 +175,7 @@ class Fleet:
     def worker_env(self) -> dict[str, str]:
         return {"BENCH_REDIS_URL": self.url, "BENCH_PREFIX": self.prefix, "BENCH_QUEUE": ",".join(self.names),
                 "BENCH_CONCURRENCY": str(self.concurrency), "PYTHONPATH": str(PEERS), "REDIS_URL": self.url,
-                "JOBQ_PREFIX": self.prefix}
+                "JOBQ_PREFIX": self.prefix, "OTEL_SDK_DISABLED": "true"}
 
     def fill(self, n: int) -> int:
         """Spread about ``n`` jobs evenly over the queues; returns how many were added."""

@@ -389,13 +389,17 @@ def failed_purge(obj: Ctx, queue: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def health(obj: Ctx, as_json: bool) -> None:
-    """Exit 0 only when Redis answers and at least one worker is alive and fetching."""
+    """Exit 0 only when Redis answers, at least one worker is alive and fetching, and every prefork
+    supervisor has all its children alive."""
     report = QueueManager(obj.settings, strict=False).health_check()
 
     def human(r: dict[str, Any]) -> None:
         click.echo(f"redis: {'ok' if r['redis'] else 'DOWN ' + r.get('error', '')}")
         for w in r["workers"]:
             click.echo(f"worker {w['id']}: {'alive' if w['alive'] else 'NOT ALIVE'} (heartbeat {w['age']}s ago)")
+        for sup in r.get("supervisors", []):
+            click.echo(f"supervisor {sup['id']}: {sup['alive']} of {sup['processes']} processes alive"
+                       + ("" if sup["healthy"] else " (MISSING CHILDREN)"))
         click.echo("healthy" if r["healthy"] else "UNHEALTHY")
 
     _out(report, as_json, human)

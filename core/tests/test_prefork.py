@@ -8,6 +8,9 @@ import sys
 
 import httpx
 import pytest
+from click.testing import CliRunner
+from jobq.cli import Ctx, cli
+from jobq.plugins import PluginHost
 from jobq.prefork import children_summary, parse_processes
 from jobq.queue import QueueManager
 from jobq.testing import wait_until
@@ -93,6 +96,9 @@ def test_prefork_restarts_sums_metrics_and_drains(supervisor):
     victim = _children(m)[0]["pid"]
     os.kill(victim, signal.SIGKILL)
     wait_until(lambda: not m.health_check()["healthy"], 10, message="health reports the dead child")
+    out = CliRunner().invoke(cli, ["health"], obj=Ctx(PluginHost(group="jobq.none")),
+                             env={"REDIS_URL": m.settings.redis_url, "JOBQ_PREFIX": m.settings.prefix})
+    assert out.exit_code == 1 and "1 of 2 processes alive (MISSING CHILDREN)" in out.output
     wait_until(lambda: len(_children(m)) == 2 and _children(m)[0]["pid"] != victim, 60,
                message="child restarted")
     assert m.health_check()["healthy"]
