@@ -258,12 +258,13 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: f
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--history", is_flag=True, help="Per-minute completed/failed/retried/stalled and durations instead.")
 @click.option("--minutes", default=60, show_default=True, type=click.IntRange(1, 1440), help="With --history.")
+@click.option("--queue", "-q", "queues", multiple=True, help="With --history: only these queues.")
 @click.pass_obj
-def stats(obj: Ctx, as_json: bool, history: bool, minutes: int) -> None:
+def stats(obj: Ctx, as_json: bool, history: bool, minutes: int, queues: tuple[str, ...]) -> None:
     """Jobs per queue and state, live workers, plugin failures."""
     m = obj.manager
     if history:
-        _history(m, as_json, minutes)
+        _history(m, as_json, minutes, list(queues) or m.list_queues())
         return
     data = {"queues": m.get_queue_stats(), "workers": m.list_workers(), "plugin_failures": obj.host.failures}
 
@@ -279,12 +280,16 @@ def stats(obj: Ctx, as_json: bool, history: bool, minutes: int) -> None:
     _out(data, as_json, human)
 
 
-def _history(m: QueueManager, as_json: bool, minutes: int) -> None:
+def _history(m: QueueManager, as_json: bool, minutes: int, queues: list[str]) -> None:
     import time
 
     from .history import read_history, summarize
+    from .spec import QUEUE_NAME
 
-    rows = read_history(m, m.list_queues(), minutes)
+    bad = [q for q in queues if not QUEUE_NAME.fullmatch(q)]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not a queue name ({QUEUE_NAME.pattern})", param_hint="--queue")
+    rows = read_history(m, queues, minutes)
     data = {q: {"summary": summarize(r), "minutes": [x.to_dict() for x in r]} for q, r in rows.items()}
 
     def ms(v: float | None) -> str:
