@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 STACK_LIMIT = 16_000
 MAX_FETCHES = 2  # fetch calls in flight per queue: the worker and Redis work at the same time
 MESSAGE_LIMIT = 2_000
+_CLIENT_LOCK = threading.Lock()
 
 
 class _Active:
@@ -658,7 +660,9 @@ class Worker:
     def handler_redis_sync(self) -> Any:
         """``job.redis`` of thread handlers: one pooled client per worker, made on first use."""
         if self._handler_redis_sync is None:
-            self._handler_redis_sync = make_client(self.settings)
+            with _CLIENT_LOCK:  # handler threads may ask at once
+                if self._handler_redis_sync is None:
+                    self._handler_redis_sync = make_client(self.settings)
         return self._handler_redis_sync
 
     async def call_with_retry(self, script: Any, keys: list[str], args: list[Any], attempts: int = 8) -> Any:
