@@ -76,6 +76,9 @@ class QueueSpec:
     :param group_rate_limit: ``(max_jobs, per_seconds)`` per group, rolling window.
     :param limit_key: ``limit_key(data) -> str | None``, the limit key of a job enqueued without
         one (see :class:`jobq.RateLimited`).
+    :param reason_codes: the reason codes the handler's errors carry; the failure counters of
+        ``jobq_jobs_failed_total``/``jobq_jobs_retried_total`` are exported at 0 for each from
+        start (with the engine's own codes), so ``rate()`` sees a burst's first failures.
     :param schedules: :class:`jobq.Schedule` s whose ticks the workers serving this queue enqueue.
     """
 
@@ -99,4 +102,5 @@ class QueueSpec:
     group_rate_limit: tuple[int, float] | None = attrs.field(default=None, validator=_check_rate)
     limit_key: Callable[[Any], str | None] | None = None
     description: str = ""
+    reason_codes: tuple[str, ...] = ()
     schedules: tuple[Schedule, ...] = attrs.field(default=(), converter=tuple, validator=_check_schedules)
