@@ -69,6 +69,9 @@ class QueueSpec:
     :param lazy_payload: skip structuring before the handler; the handler reads the raw
         payload as a stream with ``job.open_payload()`` (large replays).
     :param max_payload_bytes: refuse larger payloads at enqueue (default: ``JOBQ_MAX_PAYLOAD_BYTES``).
+    :param reason_codes: the reason codes the handler's errors carry; the failure counters of
+        ``jobq_jobs_failed_total``/``jobq_jobs_retried_total`` are exported at 0 for each from
+        start (with the engine's own codes), so ``rate()`` sees a burst's first failures.
     :param rate_limit: ``(max_jobs, per_seconds)``: at most that many starts in any rolling window,
         across all workers (``WORKER_<PLUGIN>_RATE_LIMIT=max/seconds`` overrides it).
     :param group_concurrency: at most this many active jobs per group (``add_job(..., group=)``)
@@ -76,9 +79,6 @@ class QueueSpec:
     :param group_rate_limit: ``(max_jobs, per_seconds)`` per group, rolling window.
     :param limit_key: ``limit_key(data) -> str | None``, the limit key of a job enqueued without
         one (see :class:`jobq.RateLimited`).
-    :param reason_codes: the reason codes the handler's errors carry; the failure counters of
-        ``jobq_jobs_failed_total``/``jobq_jobs_retried_total`` are exported at 0 for each from
-        start (with the engine's own codes), so ``rate()`` sees a burst's first failures.
     :param schedules: :class:`jobq.Schedule` s whose ticks the workers serving this queue enqueue.
     """
 
