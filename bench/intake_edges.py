@@ -50,7 +50,8 @@ class Api:
         env = {**os.environ, "JOBQ_API_KEYS": f"bench:{KEY}", "JOBQ_API_READ_KEYS": f"bench:r{KEY}",
                "DATABASE_URL": f"sqlite:///{self.tmp}/r.db", "JOBQ_PREFIX": self.prefix,
                "STORAGE_URL": str(self.tmp / "storage"), "JOBQ_API_MAX_BODY": str(200 * 1024 * 1024),
-               "JOBQ_MAX_PAYLOAD_BYTES": str(400 * 1024 * 1024), **(extra_env or {})}
+               "JOBQ_MAX_PAYLOAD_BYTES": str(400 * 1024 * 1024), "OTEL_SDK_DISABLED": "true",
+               **(extra_env or {})}
 
         def limit() -> None:
             if nofile:

@@ -254,18 +254,19 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: f
               help="Also list each queue's groups with the most waiting jobs (10, or --groups=N).")
 @click.option("--history", is_flag=True, help="Per-minute completed/failed/retried/stalled and durations instead.")
 @click.option("--minutes", default=60, show_default=True, type=click.IntRange(1, 1440), help="With --history.")
+@click.option("--queue", "-q", "queues", multiple=True, help="With --history: only these queues.")
 @click.pass_obj
-def stats(obj: Ctx, as_json: bool, top: int | None, history: bool, minutes: int) -> None:
+def stats(obj: Ctx, as_json: bool, top: int | None, history: bool, minutes: int, queues: tuple[str, ...]) -> None:
     """Jobs per queue and state, rate-limited queues, live workers, plugin failures."""
     m = obj.manager
     if history:
-        _history(m, as_json, minutes)
+        _history(m, as_json, minutes, list(queues) or m.list_queues())
         return
-    queues = m.get_queue_stats()
-    data: dict[str, Any] = {"queues": queues, "workers": m.list_workers(), "plugin_failures": obj.host.failures}
-    data["flow_control"] = {q: m.get_flow_control(q) for q in sorted(queues)}
+    counts = m.get_queue_stats()
+    data: dict[str, Any] = {"queues": counts, "workers": m.list_workers(), "plugin_failures": obj.host.failures}
+    data["flow_control"] = {q: m.get_flow_control(q) for q in sorted(counts)}
     if top:
-        data["groups"] = {q: m.get_group_stats(q, top) for q in sorted(queues)}
+        data["groups"] = {q: m.get_group_stats(q, top) for q in sorted(counts)}
 
     def human(d: dict[str, Any]) -> None:
         click.echo(f"{'queue':<20}{'waiting':>9}{'active':>8}{'delayed':>9}{'completed':>11}{'failed':>8}{'paused':>8}")
@@ -303,12 +304,16 @@ def _flow_line(queue: str, f: dict[str, Any]) -> str:
     return f"{queue}: {'RATE-LIMITED ' if f['limited'] else ''}{', '.join(parts)}"
 
 
-def _history(m: QueueManager, as_json: bool, minutes: int) -> None:
+def _history(m: QueueManager, as_json: bool, minutes: int, queues: list[str]) -> None:
     import time
 
     from .history import read_history, summarize
+    from .spec import QUEUE_NAME
 
-    rows = read_history(m, m.list_queues(), minutes)
+    bad = [q for q in queues if not QUEUE_NAME.fullmatch(q)]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not a queue name ({QUEUE_NAME.pattern})", param_hint="--queue")
+    rows = read_history(m, queues, minutes)
     data = {q: {"summary": summarize(r), "minutes": [x.to_dict() for x in r]} for q, r in rows.items()}
 
     def ms(v: float | None) -> str:

@@ -253,9 +253,12 @@ CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     """The system's headless Chromium (Debian package) driven by Playwright; never a downloaded browser.
+
+    Module-scoped: Playwright's sync API runs an event loop in this thread while it is open, and a
+    later test calling ``asyncio.run`` would find it running.
 
     Yields a Playwright ``Browser``; open ``browser.new_context()`` per test and close it.
     """

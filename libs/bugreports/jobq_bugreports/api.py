@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .body import DrainBody, decode, read_body
+from .erasure import ErasureIncomplete
 from .intake import (
     BodyTooLarge,
     Intake,
@@ -145,6 +146,22 @@ class IntakeApp:
             return error(404, "ERR_NOT_FOUND", "no such report in this project")
         return AsciiJSONResponse(report)
 
+    async def delete_report(self, request: Request) -> Response:
+        """Erase the report and everything it produced (a read key: erasure is no SDK's business)."""
+        project_id = self._scope(request, self.read_keys, self.api_keys, API_KEYS)
+        if not isinstance(project_id, str):
+            return project_id
+        try:
+            outcome = await run_in_threadpool(self.intake.erase, project_id, request.path_params["report_id"])
+        except StoreUnavailable as exc:
+            return _unavailable("ERR_STORE_UNAVAILABLE", str(exc))
+        except ErasureIncomplete as exc:
+            return _unavailable("ERR_ERASURE_INCOMPLETE", f"{exc}; the report is kept, marked: send the DELETE "
+                                "again")
+        if outcome is None:
+            return error(404, "ERR_NOT_FOUND", "no such report in this project")
+        return AsciiJSONResponse(outcome)
+
     async def health(self, request: Request) -> Response:
         """Liveness for load balancers: can we reach Redis and the database? No details leak."""
 
@@ -238,6 +255,7 @@ def create_app(
         routes=[
             Route("/api/v1/reports", routes.create_report, methods=["POST"]),
             Route("/api/v1/reports/{report_id}", routes.get_report, methods=["GET"]),
+            Route("/api/v1/reports/{report_id}", routes.delete_report, methods=["DELETE"]),
             Route(OPENAPI_PATH, routes.openapi, methods=["GET"]),
             Route("/health", routes.health, methods=["GET"]),
         ],

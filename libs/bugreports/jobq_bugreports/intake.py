@@ -43,7 +43,7 @@ def public_only(value: Any, key: str = "") -> Any:
     ``file:`` URLs, other non-HTTP URLs (``s3://``...), and absolute paths under keys named like
     paths. Workers record where they stored outputs; only HTTP(S) URLs are meant for clients."""
     if isinstance(value, str):
-        scheme = _SCHEME.match(value)
+        scheme = _SCHEME.match(value)  # a prefix: the URL's scheme
         if scheme and scheme.group(1).lower() not in ("http", "https") and (
                 scheme.group(1).lower() == "file" or value[scheme.end():].startswith("//")):
             return None
@@ -118,10 +118,10 @@ def parse_report(body: Any) -> NewReport:
             errors.append({"field": name, "message": problem})
     screenshot = body.get("screenshot")
     if screenshot is not None:
-        if not isinstance(screenshot, str) or not _SCREENSHOT.match(screenshot):
+        if not isinstance(screenshot, str) or not _SCREENSHOT.match(screenshot):  # a prefix: the data URL header
             errors.append({"field": "screenshot",
                            "message": "must be a data URL: data:image/(png|jpeg|webp);base64,..."})
-        elif len(screenshot) == _SCREENSHOT.match(screenshot).end():  # type: ignore[union-attr]
+        elif len(screenshot) == _SCREENSHOT.match(screenshot).end():  # type: ignore[union-attr]  # prefix
             errors.append({"field": "screenshot", "message": "has no image data"})
     events = None
     replay = body.get("sessionReplay")
@@ -355,6 +355,15 @@ class Intake:
             else:
                 jobs[queue] = self._job_view(queue, entry)
         return {**report, "metadata": public_only(report.get("metadata", {})), "jobs": jobs}
+
+    def erase(self, project_id: str, report_id: str) -> dict[str, Any] | None:
+        """Erase a report of ``project_id`` and everything it produced (:mod:`.erasure`)."""
+        from .erasure import erase_report
+
+        try:
+            return erase_report(self.store, self.manager, self.manager.storage, report_id, project_id=project_id)
+        except self.store.transient_errors as exc:
+            raise StoreUnavailable(f"the report database is unavailable ({type(exc).__name__})") from None
 
     def _job_view(self, queue: str, job_id: str) -> dict[str, Any]:
         try:

@@ -30,7 +30,8 @@ def _common_errors() -> dict[str, Any]:
         "408": _error("The headers or the body did not arrive within the server's deadlines."),
         "500": _error("A bug; logged with its traceback. Nothing was created unless a 201 was sent."),
         "503": _error("Too many open connections (ERR_OVERLOADED), or Redis or the database is unavailable "
-                      "(ERR_QUEUE_UNAVAILABLE, ERR_STORE_UNAVAILABLE); nothing was created.", retry=True),
+                      "(ERR_QUEUE_UNAVAILABLE, ERR_STORE_UNAVAILABLE), nothing was created; or an erasure could not "
+                      "finish (ERR_ERASURE_INCOMPLETE): the report is kept, send the DELETE again.", retry=True),
     }
 
 
@@ -116,6 +117,20 @@ def _schemas() -> dict[str, Any]:
                 },
             }},
         },
+        "Erasure": {
+            "type": "object", "required": ["id", "erased", "jobs", "objects", "externalIssues"],
+            "properties": {
+                "id": {"type": "string"}, "projectId": {"type": "string"}, "erased": {"const": True},
+                "jobs": {"type": "integer", "description": "Jobs removed, in every queue (running ones cancelled)."},
+                "objects": {"type": "integer", "description": "Stored objects deleted."},
+                "externalIssues": {"type": "array", "description": "Issues filed on external trackers, which "
+                                   "jobq cannot delete: delete them there.", "items": {
+                                       "type": "object", "required": ["platform", "externalUrl"],
+                                       "properties": {"platform": {"type": "string"},
+                                                      "externalId": {"type": "string"},
+                                                      "externalUrl": {"type": "string"}}}},
+            },
+        },
         "Health": {"type": "object", "required": ["status"],
                    "properties": {"status": {"enum": ["ok", "unavailable"]}}},
     }
@@ -167,6 +182,18 @@ def openapi_document(max_body: int) -> dict[str, Any]:
                 "responses": {
                     "200": {"description": "The report.",
                             "content": {"application/json": {"schema": {"$ref": _REF + "ReportView"}}}},
+                    "401": unauthorized, "403": forbidden,
+                    "404": _error("No such report in the key's project."),
+                    **_common_errors(),
+                },
+            }, "delete": {
+                "operationId": "eraseReport",
+                "summary": "Erase the report and everything it produced; answers once the objects are gone.",
+                "security": [{"readKey": []}],
+                "parameters": [{"name": "report_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "Erased.",
+                            "content": {"application/json": {"schema": {"$ref": _REF + "Erasure"}}}},
                     "401": unauthorized, "403": forbidden,
                     "404": _error("No such report in the key's project."),
                     **_common_errors(),

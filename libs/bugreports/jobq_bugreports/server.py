@@ -8,8 +8,8 @@ traceback per attempt). :class:`GuardedProtocol` adds, per connection:
   idle client is closed, with a 408 if it had started a request;
 - a body deadline from the end of the headers, also covering a body still arriving after an early
   answer;
-- a cap on open connections, kept below the process's descriptor limit: one more is answered 503
-  at once and closed.
+- a cap on open connections, kept below the process's descriptor limit with room for one accept
+  batch: one more is answered 503 at once and closed.
 
 A closing connection whose client is still sending is closed by half: the answer is written, our
 side shut for writing, and what the client still sends is read and dropped for a moment, so the
@@ -39,6 +39,10 @@ MAX_CONNECTIONS = "JOBQ_API_MAX_CONNECTIONS"
 # Descriptors kept for everything but client sockets: Redis and database pools, the listening
 # socket, log files, threads' temporary files.
 RESERVED_FDS = 64
+# The listen queue, which is also how many connections asyncio accepts in one go before any of
+# them is seen (and refused, if over the cap): the cap leaves room for one such batch, so a burst
+# never makes accept() fail for want of descriptors.
+BACKLOG = 64
 LINGER_SECONDS = 2.0
 LINGER_BUDGET = RESERVED_FDS // 4  # refused connections that may linger at once; the rest close at once
 MAX_HEADER_BYTES = 16 * 1024
@@ -95,7 +99,7 @@ class ServerLimits:
                 raise ConfigError(f"{name}={raw!r} must be a positive number")
             values[field] = value
         limits = cls(**values)
-        room = _fd_limit() - RESERVED_FDS
+        room = _fd_limit() - RESERVED_FDS - BACKLOG
         if room < 1:
             raise ConfigError(f"the descriptor limit ({_fd_limit()}) leaves no room for clients; raise ulimit -n")
         if limits.max_connections > room:
@@ -195,8 +199,12 @@ class GuardedProtocol(H11Protocol):
         raw = self._raw
         if answer:
             raw.write(answer)
-        if raw.can_write_eof():
-            raw.write_eof()
+        try:
+            if raw.can_write_eof():
+                raw.write_eof()
+        except OSError:  # the client has already gone (reset before we could shut our side)
+            raw.close()
+            return
         raw.resume_reading()
         self.loop.call_later(LINGER_SECONDS, raw.close)
 
@@ -293,6 +301,6 @@ def server_config(app: Any, *, host: str = "127.0.0.1", port: int = 0, limits: S
         timeout_keep_alive=int(max(1, limits.idle_timeout)), h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         # Proxy headers are off: nothing here uses the client address, and trusting
         # X-Forwarded-* is a deployment decision.
-        proxy_headers=False, server_header=False, date_header=True, ws="none", lifespan="on",
+        proxy_headers=False, server_header=False, date_header=True, ws="none", lifespan="on", backlog=BACKLOG,
         **extra,
     )

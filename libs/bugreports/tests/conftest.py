@@ -126,6 +126,8 @@ JOBQ = str(Path(sys.executable).with_name("jobq"))
 def jobq_api(env: dict[str, str], **popen: Any) -> Iterator[tuple[subprocess.Popen, str, list[str]]]:
     """Run ``jobq api --port 0`` with ``env``; yield the process, its base URL and the stderr lines
     read so far (the list keeps growing). SIGTERM afterwards."""
+    # No trace exporter: with none listening, its retries would hold up every shutdown for 10 s.
+    env = {"OTEL_SDK_DISABLED": "true", **env}
     proc = subprocess.Popen([JOBQ, "api", "--host", "127.0.0.1", "--port", "0"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
     lines: list[str] = []

@@ -356,7 +356,7 @@ def test_health_and_unknown_routes(make_client, jobq_settings, sqlite_store) -> 
     with make_client(jobq_settings, sqlite_store) as client:
         resp = client.get("/health")
         nowhere = client.get("/api/v2/reports", headers=H1)
-        wrong_method = client.delete("/api/v1/reports/x", headers=H1)
+        wrong_method = client.put("/api/v1/reports/x", headers=H1)
     assert resp.status_code == 200 and resp.json() == {"status": "ok"}
     assert nowhere.status_code == 404 and nowhere.json()["error"]["code"] == "ERR_NOT_FOUND"
     assert wrong_method.status_code == 405 and "GET" in wrong_method.headers["allow"]
@@ -426,3 +426,24 @@ def test_end_to_end_with_the_screenshot_plugin(make_client, jobq_harness, monkey
     assert shot["result"]["width"] == 128 and shot["result"]["originalUrl"] is None
     assert shown["metadata"]["screenshot"]["originalUrl"] is None
     assert shown["title"] == "t"
+
+
+def test_delete_erases_the_report_with_a_read_key(make_client, jobq_settings, any_store) -> None:
+    body = {"title": "to be erased", "screenshot": screenshot()}
+    with make_client(jobq_settings, any_store) as client:
+        rid = client.post("/api/v1/reports", json=body, headers=H1).json()["id"]
+        with QueueManager(jobq_settings) as qm:
+            storage = qm.storage
+            storage.put(f"screenshots/proj-1/{rid}/original.webp", b"x")
+            assert qm.get_job("screenshots", f"screenshot-{rid}") is not None
+        assert client.delete(f"/api/v1/reports/{rid}", headers=H1).status_code == 403  # an ingest key
+        assert client.delete(f"/api/v1/reports/{rid}", headers={"X-API-Key": READ2}).status_code == 404
+        resp = client.delete(f"/api/v1/reports/{rid}", headers=R1)
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {"id": rid, "projectId": "proj-1", "erased": True, "jobs": 1, "objects": 1,
+                               "externalIssues": []}
+        assert client.get(f"/api/v1/reports/{rid}", headers=R1).status_code == 404
+        assert client.delete(f"/api/v1/reports/{rid}", headers=R1).status_code == 404
+    with QueueManager(jobq_settings) as qm:
+        assert qm.get_job("screenshots", f"screenshot-{rid}") is None
+    assert not storage.list(f"screenshots/proj-1/{rid}") and any_store.get_report(rid) is None

@@ -168,7 +168,7 @@ def test_descriptor_exhaustion_neither_starves_nor_floods_the_log(api_process, j
         logged_before = sum(map(len, lines))
         t0 = time.monotonic()
         first = httpx.get(f"{base}/health", timeout=10)
-        assert first.status_code in (200, 503) and time.monotonic() - t0 < 5
+        assert first.status_code in (200, 503) and time.monotonic() - t0 < 8  # was a 20 s timeout
 
         def healthy() -> bool:
             try:
@@ -180,8 +180,9 @@ def test_descriptor_exhaustion_neither_starves_nor_floods_the_log(api_process, j
         logged = sum(map(len, lines)) - logged_before
         for s in socks:
             s.close()
-    assert logged < 20_000, "".join(lines)[-3000:]
-    assert "Traceback" not in "".join(lines)
+    text = "".join(lines)
+    assert logged < 20_000, text[-3000:]
+    assert "Traceback" not in text, text[max(0, text.find("Traceback") - 1500):][:4000]
 
 
 def test_repeat_filter_keeps_a_flood_out_of_the_log() -> None:
@@ -306,7 +307,7 @@ def report_body() -> bytes:
 def send_all_then_read(client: httpx.Client, head: bytes, body: bytes) -> bytes:
     """Send all of the request, then read the answer; a reset is an exception. With
     ``Connection: close`` (one request per connection) uvicorn alone answered and closed at once,
-    so the client, still sending, got a reset instead of its 401 (20 of 20 here)."""
+    so the client, still sending, got a reset instead of its 401 (20 of 20 before the fix)."""
     with connect(client) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
         sock.sendall(head)
@@ -327,24 +328,49 @@ def test_refusals_reach_a_client_still_sending(api, path: str, key: str, status:
     head = POST_HEAD.format(path=path, key=key, length=len(body)).encode()
     one_shot = head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
     with api() as client:
-        answers = [status_of(send_all_then_read(client, h, body)) for h in [head, one_shot] * 10]
-    assert answers == [status] * 20
+        answers = [status_of(send_all_then_read(client, h, body)) for h in [head, one_shot] * 5]
+    assert answers == [status] * 10
 
 
 def test_413_reaches_a_client_still_sending(api) -> None:
     body = report_body()
     head = POST_HEAD.format(path="/api/v1/reports", key=INGEST, length=len(body)).encode()
     with api(max_body=256 * 1024) as client:
-        answers = [send_all_then_read(client, head, body) for _ in range(10)]
-    assert [status_of(a) for a in answers] == [413] * 10
+        answers = [send_all_then_read(client, head, body) for _ in range(6)]
+    assert [status_of(a) for a in answers] == [413] * 6
     assert body_of(answers[0])["error"]["limit"] == 256 * 1024
 
 
 def test_server_limits_from_the_environment() -> None:
     limits = ServerLimits.from_env({"JOBQ_API_HEADER_TIMEOUT": "2.5", "JOBQ_API_MAX_CONNECTIONS": "10"})
     assert limits.header_timeout == 2.5 and limits.max_connections == 10 and limits.body_timeout == 60
-    room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 64
+    room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 128
     assert ServerLimits.from_env({"JOBQ_API_MAX_CONNECTIONS": str(room + 100)}).max_connections == room
     for bad in ("0", "-1", "soon", "nan"):
         with pytest.raises(ConfigError, match="JOBQ_API_BODY_TIMEOUT"):
             ServerLimits.from_env({"JOBQ_API_BODY_TIMEOUT": bad})
+
+
+def test_a_client_waiting_for_100_continue_gets_its_refusal_without_sending(api) -> None:
+    head = POST_HEAD.format(path="/api/v1/reports", key="wrong-key-0123456789abcdef", length=50_000_000)
+    with api() as client, connect(client) as sock:
+        sock.sendall(head.replace("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n").encode())
+        answer = read_to_close(sock, 5)
+    assert answer is not None and status_of(answer) == 401  # no 100 Continue first: nothing invited
+    assert b"100 Continue" not in answer
+
+
+def test_reads_show_public_urls_only() -> None:
+    from jobq_bugreports.intake import public_only
+
+    shown = public_only({
+        "originalUrl": "file:///var/lib/jobq/s/1/original.png", "thumbnailUrl": "https://cdn.example/t.png",
+        "chunks": ["s3://bucket/replays/1/chunk-001.json.gz", "https://cdn.example/c1.json.gz"],
+        "storagePath": "/var/lib/jobq/replays/1", "note": "see: the manual", "route": "/checkout",
+        "nested": {"manifestUrl": "gs://bucket/m.json", "count": 3},
+    })
+    assert shown == {
+        "originalUrl": None, "thumbnailUrl": "https://cdn.example/t.png",
+        "chunks": [None, "https://cdn.example/c1.json.gz"], "storagePath": None, "note": "see: the manual",
+        "route": "/checkout", "nested": {"manifestUrl": None, "count": 3},
+    }

@@ -2,7 +2,7 @@
 
 :func:`create_app` builds it; mount it anywhere (``Mount("/jobq", app=create_app())``) or run it with
 ``jobq dashboard``. Pages are server-rendered with autoescaped templates and read with JavaScript off;
-a small script only refreshes the live parts every 2 s while the tab is visible.
+a small script only refreshes the live parts (within 2 s) while the tab is visible.
 """
 
 from __future__ import annotations
@@ -251,8 +251,10 @@ async def queue(request: Request) -> Response:
     listing = await data.job_list(m, q, state, offset, filters["id"], filters["name"], filters["code"])
     paused = await m.redis.hget(m.keys(q).meta, "paused") == b"1"
     flow, groups = await m.get_flow_control(q), await m.get_group_stats(q, 10)  # bounded: the top 10 groups
+    schedules = await data.schedules(m, q)
     return render(request, "queue.html", queue=q, state=state, counts=counts, filters=filters, offset=offset,
-                  paused=paused, page_size=data.PAGE_SIZE, scan_limit=data.SCAN_LIMIT, flow=flow, groups=groups,
+                  paused=paused, page_size=data.PAGE_SIZE, scan_limit=data.SCAN_LIMIT, schedules=schedules,
+                  flow=flow, groups=groups,
                   **listing)
 
 
@@ -380,8 +382,11 @@ async def login(request: Request) -> Response:
     address = request.client.host if request.client else ""
     key = throttle_key(d.settings.prefix, name, address)
     r = d.manager.redis
-    failures = int(await r.get(key) or 0)
-    if failures >= LOGIN_LIMIT:
+    pipe = r.pipeline(transaction=False)  # count the attempt before checking it: parallel guesses count too
+    pipe.incr(key)
+    pipe.expire(key, LOGIN_WINDOW_S, nx=True)
+    attempts, _ = await pipe.execute()
+    if attempts > LOGIN_LIMIT:
         ttl = max(await r.ttl(key), 1)
         resp = render(request, "login.html", 429, next=nxt,
                       error=f"Too many failed sign-ins for this user from this address; try again in {ttl} s.")
@@ -390,11 +395,8 @@ async def login(request: Request) -> Response:
     user = d.users.get(name)
     ok = await asyncio.to_thread(verify_password, password, user.hash if user else None)
     if not ok or user is None:
-        pipe = r.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, LOGIN_WINDOW_S, nx=True)
-        await pipe.execute()
-        log.warning("dashboard: failed sign-in for %r from %s", name[:64], address)
+        # the typed name is not logged: people type passwords into it
+        log.warning("dashboard: failed sign-in from %s (%s user name)", address, "a known" if user else "an unknown")
         return render(request, "login.html", 401, next=nxt, error="Wrong user name or password.")
     await r.delete(key)
     request.session.clear()

@@ -19,6 +19,8 @@ SCAN_LIMIT = 5000  # ids a filtered listing looks at per page, at most
 EVENTS_SCAN = 2000  # newest queue events searched for one job's timeline
 HISTORY_MINUTES = 60
 MAX_SHOWN = 100_000  # characters of data, result or stack shown on a job page
+MAX_FIELD_BYTES = 1 << 20  # a bigger data, result or stack field is not even read
+_BIG_FIELDS = ("data", "result", "stack")
 _LIST_FIELDS = ("name", "state", "created", "finished", "att", "code", "error")
 _SECRET_KEY = re.compile(r"(?i)pass(word)?|secret|token|api[-_]?key|authori[sz]ation|credential|private[-_]?key")
 STATES = ("waiting", "active", "delayed", "blocked", "failed", "completed")
@@ -135,13 +137,20 @@ async def _full_rows(m: AsyncQueueManager, queue: str, ids: list[str]) -> list[d
 async def job_detail(m: AsyncQueueManager, queue: str, job_id: str) -> dict[str, Any] | None:
     k = m.keys(queue)
     pipe = m.redis.pipeline(transaction=False)
-    pipe.hgetall(k.job(job_id))
+    pipe.hkeys(k.job(job_id))
+    for field in _BIG_FIELDS:
+        pipe.hstrlen(k.job(job_id), field)
     pipe.hget(k.meta, "paused")
     pipe.xrevrange(k.events, "+", "-", count=EVENTS_SCAN)
-    h, paused, events = await pipe.execute()
-    if not h:
+    fields, *sizes, paused, events = await pipe.execute()
+    if not fields:
         return None
-    job = Job.from_hash(queue, job_id, h, paused=paused == b"1")
+    too_big = {f.encode(): n for f, n in zip(_BIG_FIELDS, sizes, strict=True) if n > MAX_FIELD_BYTES}
+    wanted = [f for f in fields if f not in too_big]  # never pull a huge payload into the dashboard
+    h = dict(zip(wanted, await m.redis.hmget(k.job(job_id), wanted), strict=True))
+    job = Job.from_hash(queue, job_id, {f: v for f, v in h.items() if v is not None}, paused=paused == b"1")
+    hidden = {f.decode(): f"({n:,} bytes: too large to show here; `jobq job {queue} {job_id} --json`)"
+              for f, n in too_big.items()}
     attempts = []
     try:
         log = json.loads(h.get(b"faillog") or b"[]")
@@ -160,7 +169,8 @@ async def job_detail(m: AsyncQueueManager, queue: str, job_id: str) -> dict[str,
         event = f.pop("event", "")
         timeline.append({"time": fmt_time(int(eid.split(b"-")[0]) / 1000), "event": event,
                          "detail": ", ".join(f"{a}={b}" for a, b in f.items())})
-    return {"job": job, "data": pretty(redact_data(job.data)), "result": pretty(job.result),
+    return {"job": job, "data": hidden.get("data") or pretty(redact_data(job.data)),
+            "result": hidden.get("result") or pretty(job.result), "hidden": hidden,
             "options": pretty({k: v for k, v in attrs.asdict(job.options).items() if v}),
             "progress": job.progress, "progress_pct": _pct(job.progress),
             "stack": pretty(job.failure.stack) if job.failure and job.failure.stack else "",
@@ -187,6 +197,17 @@ async def workers(m: AsyncQueueManager) -> list[dict[str, Any]]:
                     "failed": sum(int(q.get("failures") or 0) for q in qs),
                     "started": fmt_time(w.get("started")), "heartbeat": fmt_time(w.get("last_heartbeat")),
                     "age": w.get("age"), "alive": w.get("alive", False)})
+    return out
+
+
+async def schedules(m: AsyncQueueManager, queue: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The queue's schedules (at most ``limit``) with their last and next run."""
+    out = []
+    for info in (await m.list_schedules(queue, runs=1))[:limit]:
+        s = info.schedule
+        when = f"cron {s.cron} ({s.timezone})" if s.cron else f"every {s.every:g} s"
+        out.append({"name": s.name, "when": when, "paused": info.paused, "last": fmt_time(info.last_tick),
+                    "next": fmt_time(info.next_runs[0]) if info.next_runs else "-"})
     return out
 
 

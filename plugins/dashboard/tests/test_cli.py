@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from jobq.cli import Ctx, cli
 from jobq.plugins import PluginHost
 from jobq_dashboard import jobq_cli_commands
-from jobq_dashboard.auth import UsersError, parse_users, verify_password
+from jobq_dashboard.auth import parse_users, verify_password
 from jobq_dashboard.cli import dashboard, is_loopback
 
 
@@ -23,17 +23,6 @@ def test_hash_password_reads_stdin_and_verifies():
     assert verify_password("correct horse", h) and not verify_password("wrong", h)
     users = parse_users(f"ann:admin:{h}, bob:viewer:{h}")
     assert users["ann"].admin and not users["bob"].admin
-
-
-def test_users_errors_name_the_entry_never_the_hash():
-    for raw, needle in (("ann:root:scrypt$15$8$1$a$b", "role"), ("ann:admin:plain", "entry 1 (ann)"),
-                        ("b@d name:admin:x", "user name")):
-        try:
-            parse_users(raw)
-        except UsersError as exc:
-            assert needle in str(exc) and "plain" not in str(exc)
-        else:
-            raise AssertionError(raw)
 
 
 def test_insecure_mode_only_on_loopback_and_users_required():

@@ -201,7 +201,7 @@ def test_refresh_runs_while_visible_and_stops_while_hidden(site, browser_page, m
     }""")
     page.wait_for_load_state("networkidle")
     seen = len(refreshes)
-    page.wait_for_timeout(2600)  # longer than the 2 s period: an absence can only be seen by waiting
+    page.wait_for_timeout(2600)  # longer than the 1.5 s period: an absence can only be seen by waiting
     assert len(refreshes) == seen
     with page.expect_event("request", lambda r: r.resource_type == "fetch", timeout=3000):
         page.evaluate("""() => {

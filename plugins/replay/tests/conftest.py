@@ -75,7 +75,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
     process.close_cached_clients()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: Any) -> Any:
-    """Headless Chromium (the Debian package, driven by Playwright): ``jobq.testing``'s one per session."""
+    """Headless Chromium (the Debian package, driven by Playwright): ``jobq.testing``'s one per module."""
     return chromium

@@ -1,8 +1,9 @@
-// Refreshes the parts of a page marked data-live every 2 s, only while the tab is visible.
+// Refreshes the parts of a page marked data-live (every 1.5 s after the last refresh ended), only while
+// the tab is visible.
 // The server renders (and escapes) everything; this only swaps server-made elements by id.
 (function () {
   "use strict";
-  var PERIOD = 2000;
+  var PERIOD = 1500;  // plus the request itself: a fresh view at least every 2 s
   var timer = null;
   var busy = false;
 
