@@ -12,6 +12,7 @@ import attrs
 import click
 import redis
 
+from . import cli_support
 from .config import METRICS_PORT, Settings
 from .errors import JobqError
 from .plugins import PluginHost
@@ -72,6 +73,7 @@ class JobqGroup(click.Group):
 
 
 @click.group(cls=JobqGroup)
+@click.version_option(package_name="jobq", message="%(prog)s %(version)s")
 @click.option("--log-level", default=lambda: os.environ.get("JOBQ_LOG_LEVEL", "INFO"), show_default="INFO")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str) -> None:
@@ -86,9 +88,8 @@ def select_specs(host: PluginHost, queues: tuple[str, ...], concurrency: tuple[s
     wanted = set(queues) or {q.strip() for q in os.environ.get("WORKER_TYPES", "").split(",") if q.strip()}
     unknown = wanted - set(host.specs)
     if unknown:
-        raise click.ClickException(
-            f"no installed plugin declares queue(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(host.specs)) or 'none'}")
+        raise click.ClickException("no installed plugin declares it: " + "; ".join(
+            cli_support.unknown_queue_message(q, set(host.specs)) for q in sorted(unknown)))
     overrides: dict[str, int] = {}
     for item in concurrency:
         name, _, n = item.partition("=")
@@ -135,7 +136,7 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
     try:
         specs = select_specs(host, queues, concurrency)
     except JobqError as exc:
-        raise click.ClickException(f"refusing to start: {exc}") from None
+        raise click.ClickException(f"refusing to start: {exc}{cli_support.broken_plugin_hint(host)}") from None
     if not specs:
         raise click.ClickException("no queues to serve: no enabled plugin declares one")
     worker = Worker(specs, obj.settings, hooks=host)
@@ -150,11 +151,16 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--traceback", "show_tb", is_flag=True, help="Show the traceback of each broken plugin.")
 @click.pass_obj
-def plugins(obj: Ctx, as_json: bool) -> None:
+def plugins(obj: Ctx, as_json: bool, show_tb: bool) -> None:
     """List installed plugins: name, distribution, version, queues, failures."""
     host = obj.host
     rows = [attrs.asdict(p) for p in host.plugins.values()]
+    for r in rows:
+        tb = r.pop("traceback")
+        if show_tb:
+            r["traceback"] = tb
 
     def human(rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -163,6 +169,8 @@ def plugins(obj: Ctx, as_json: bool) -> None:
             queues = ", ".join(r["queues"]) or "-"
             line = f"{r['name']:<16} {r['distribution'] or '-'} {r['version'] or ''}  queues: {queues}"
             click.echo(line + (f"\n  BROKEN: {r['error']}" if r["error"] else ""))
+            if r.get("traceback"):
+                click.echo("  " + r["traceback"].rstrip().replace("\n", "\n  "))
 
     _out(rows, as_json, human)
     if host.failures:
@@ -176,17 +184,29 @@ def plugins(obj: Ctx, as_json: bool) -> None:
 @click.option("--delay", type=float, default=None, help="Seconds before the job may start.")
 @click.option("--priority", type=int, default=None, help="Higher runs sooner (-1000..1000).")
 @click.option("--retries", type=int, default=None)
+@click.option("--backoff", type=float, default=None, help="Base seconds between retries.")
+@click.option("--timeout", type=float, default=None, help="Seconds one attempt may run.")
+@click.option("--name", default=None, help="A label for the job (shown by `jobq job`).")
+@click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def enqueue(obj: Ctx, queue: str, data: str, job_id: str | None, delay: float | None, priority: int | None,
-            retries: int | None) -> None:
-    """Add a job with JSON DATA to QUEUE; prints the job id."""
-    try:
-        payload = json.loads(data)
-    except ValueError as exc:
-        raise click.ClickException(f"DATA is not JSON: {exc}") from None
-    opts = {k: v for k, v in (("delay", delay), ("priority", priority), ("retries", retries)) if v is not None}
+            retries: int | None, backoff: float | None, timeout: float | None, name: str | None,
+            as_json: bool) -> None:
+    """Add a job to QUEUE; prints the job id. DATA is JSON, @file.json, or - (stdin)."""
+    payload = cli_support.read_payload(data, limit=obj.settings.max_payload_bytes)
+    cli_support.require_queue(obj.manager, obj.host, queue)
+    opts = {k: v for k, v in (("delay", delay), ("priority", priority), ("retries", retries), ("backoff", backoff),
+                              ("timeout", timeout), ("name", name)) if v is not None}
+    existing = obj.manager.get_job_status(queue, job_id) if job_id else None
     job = obj.manager.add_job(queue, job_id, payload, **opts)
-    click.echo(job.id)
+    created = existing is None
+    out = {"id": job.id, "queue": queue, "created": created, "state": job.state}
+    if as_json:
+        click.echo(json.dumps(out))
+    elif created:
+        click.echo(job.id)
+    else:
+        click.echo(f"{job.id} already exists in {queue} (state: {job.state}); not enqueued again")
 
 
 @cli.command()
@@ -196,6 +216,7 @@ def enqueue(obj: Ctx, queue: str, data: str, job_id: str | None, delay: float | 
 @click.pass_obj
 def job(obj: Ctx, queue: str, job_id: str, as_json: bool) -> None:
     """Show a job: state, progress, attempts, result, failure (secrets redacted)."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
     data = obj.manager.job_dict(queue, job_id)
 
     def human(d: dict[str, Any]) -> None:
@@ -234,6 +255,7 @@ def stats(obj: Ctx, as_json: bool) -> None:
 @click.pass_obj
 def pause(obj: Ctx, queue: str) -> None:
     """Stop workers from starting jobs of QUEUE (active ones finish)."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
     obj.manager.pause_queue(queue)
     click.echo(f"paused {queue}")
 
@@ -243,6 +265,7 @@ def pause(obj: Ctx, queue: str) -> None:
 @click.pass_obj
 def resume(obj: Ctx, queue: str) -> None:
     """Let workers start jobs of QUEUE again."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
     obj.manager.resume_queue(queue)
     click.echo(f"resumed {queue}")
 
@@ -260,6 +283,8 @@ def failed() -> None:
 def failed_list(obj: Ctx, queue: str, limit: int, as_json: bool) -> None:
     """Failed jobs of QUEUE, newest first."""
     from .jobs import job_to_dict
+
+    cli_support.require_queue(obj.manager, obj.host, queue)
 
     rows = [job_to_dict(j) for j in obj.manager.list_jobs(queue, "failed", 0, limit)]
 
@@ -282,6 +307,7 @@ def failed_retry(obj: Ctx, queue: str, job_ids: tuple[str, ...], all_: bool) -> 
     """Send failed jobs back to waiting with fresh retry budgets."""
     if not job_ids and not all_:
         raise click.UsageError("name job ids or pass --all")
+    cli_support.require_queue(obj.manager, obj.host, queue)
     m = obj.manager
     n = m.retry_failed(queue) if all_ else sum(bool(m.retry_job(queue, j)) for j in job_ids)
     click.echo(f"retried {n} job(s)")
@@ -289,9 +315,14 @@ def failed_retry(obj: Ctx, queue: str, job_ids: tuple[str, ...], all_: bool) -> 
 
 @failed.command("purge")
 @click.argument("queue")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
-def failed_purge(obj: Ctx, queue: str) -> None:
-    """Delete every failed job of QUEUE."""
+def failed_purge(obj: Ctx, queue: str, yes: bool) -> None:
+    """Delete every failed job of QUEUE (asks first unless --yes)."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
+    if not yes:
+        n = obj.manager.get_queue_metrics(queue)["failed"]
+        click.confirm(f"delete {n} failed job(s) of {queue} for good?", abort=True)
     click.echo(f"purged {obj.manager.purge(queue, 'failed')} job(s)")
 
 

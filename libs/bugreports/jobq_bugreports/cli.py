@@ -17,14 +17,18 @@ def api_command(host: str, port: int) -> None:
     Reads JOBQ_API_KEYS, JOBQ_PROJECTS_FILE, JOBQ_API_MAX_BODY, DATABASE_URL and the jobq settings
     (REDIS_URL, JOBQ_PREFIX, STORAGE_URL...) from the environment.
     """
-    import uvicorn
     from jobq import ConfigError
 
-    from .api import create_app
+    try:
+        import uvicorn
 
+        from .api import create_app
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the intake API needs its extra: pip install 'jobq-bugreports[api]' ({exc.name} is missing)") from None
     try:
         app = create_app()
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, ImportError) as exc:
         raise click.ClickException(str(exc)) from None
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     if level not in ("critical", "error", "warning", "info", "debug"):

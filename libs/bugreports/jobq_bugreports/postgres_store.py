@@ -16,7 +16,11 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError('PostgreSQL reports need: pip install "jobq-bugreports[postgres]"') from exc
 
+from jobq import ConfigError
+
 from .store import ReportExists, nest
+
+CONNECT_TIMEOUT = 4.0
 
 COLUMNS = "id, project_id, title, description, severity, url, metadata, jobs, created_at, updated_at"
 
@@ -42,6 +46,11 @@ def set_expr(table: str, parts: list[str]) -> str:
     return f"jsonb_set({expr}, {_text_array(parts)}, %s::jsonb, true)"
 
 
+def _first_line(exc: BaseException) -> str:
+    # psycopg's messages can name the host and user, never the password (it is not in the DSN echo).
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -54,10 +63,18 @@ class PostgresBackend:
         self.table = table
         self._local = threading.local()
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=max(1, pool_size), kwargs={"autocommit": True}, open=True,
-            name=f"jobq-reports-{table}",
+            url, min_size=1, max_size=max(1, pool_size), kwargs={"autocommit": True, "connect_timeout": 3},
+            open=True, name=f"jobq-reports-{table}",
         )
-        self._create_schema()
+        try:
+            # Fail in seconds with one line, not after the pool's 30 s wait with a traceback.
+            self._pool.wait(timeout=CONNECT_TIMEOUT)
+            self._create_schema()
+        except psycopg.OperationalError as exc:
+            self._pool.close()
+            raise ConfigError(
+                f"DATABASE_URL: cannot reach PostgreSQL within {CONNECT_TIMEOUT:g} s ({_first_line(exc)})"
+            ) from None
 
     def _create_schema(self) -> None:
         with self._pool.connection() as conn, conn.transaction():
