@@ -141,6 +141,26 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def installed_specs() -> dict[str, QueueSpec]:
+    """The queues the installed plugins declare (entry points), looked up once per process.
+
+    A producer deployed before any worker has run still knows them, and validates their payloads
+    (and hides their secret fields) as the workers will. A broken plugin's queues are left out.
+    """
+    key = os.environ.get("JOBQ_DISABLE_PLUGINS", "")
+    found = _INSTALLED.get(key)
+    if found is None:
+        from .plugins import PluginHost
+
+        host = PluginHost().load()
+        found = {name: spec for name, spec in host.specs.items() if not host.plugins[host.queue_owner[name]].error}
+        _INSTALLED[key] = found
+    return found
+
+
+_INSTALLED: dict[str, dict[str, QueueSpec]] = {}
+
+
 class _Ops:
     """Every operation, written once as a generator of Redis calls."""
 
@@ -150,6 +170,7 @@ class _Ops:
         self.specs: dict[str, QueueSpec] = {s.name: s for s in (specs or ())}
         self.strict = strict
         self._known: set[str] = set(self.specs)
+        self._looked_up = False
         self._storage: Any = None
 
     def keys(self, queue: str) -> QueueKeys:
@@ -248,6 +269,13 @@ class _Ops:
             raise UnknownQueue(f"invalid queue name {queue!r}")
         if queue in self._known or queue in self.specs or not self.strict:
             return
+        if not self._looked_up:  # once per manager, and only for a queue it does not know yet
+            self._looked_up = True
+            for name, spec in installed_specs().items():
+                self.specs.setdefault(name, spec)
+                self._known.add(name)
+            if queue in self.specs:
+                return
         known = yield ("SISMEMBER", queues_key(self.settings.prefix), queue)
         if not known:
             raise UnknownQueue(
