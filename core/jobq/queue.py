@@ -56,6 +56,8 @@ def make_client(settings: Settings, *, asyncio: bool = False, socket_timeout: fl
     that Sentinel names (reconnecting to the new one after a failover), or
     ``redis+cluster://host:port`` for Redis Cluster (each queue lives in one slot).
     """
+    if settings.redis_url.startswith("fakeredis://"):
+        return _fake_client(settings.redis_url, asyncio)
     timeout = settings.socket_timeout if socket_timeout is None else socket_timeout
     options = dict(socket_timeout=timeout, socket_connect_timeout=min(timeout, 5.0), retry_on_timeout=False)
     if settings.redis_url.startswith("redis+sentinel://"):
@@ -72,6 +74,25 @@ def make_client(settings: Settings, *, asyncio: bool = False, socket_timeout: fl
         return RedisCluster.from_url(url, **options)
     cls = redis.asyncio.Redis if asyncio else redis.Redis
     return cls.from_url(settings.redis_url, health_check_interval=30, **options)
+
+
+_FAKE_SERVERS: dict[str, Any] = {}
+
+
+def _fake_client(url: str, asyncio: bool) -> Any:
+    """``fakeredis://<name>``: an in-process Redis with Lua (fakeredis + lupa) for tests without a server.
+
+    Every client of one name shares one server, so a test's producer and its worker threads meet;
+    a handler run with ``execution="process"`` cannot reach it (use a real Redis for those).
+    """
+    import fakeredis
+
+    name = url.removeprefix("fakeredis://").strip("/") or "default"
+    server = _FAKE_SERVERS.get(name)
+    if server is None:
+        server = _FAKE_SERVERS.setdefault(name, fakeredis.FakeServer(version=(7, 2)))
+    cls = fakeredis.FakeAsyncRedis if asyncio else fakeredis.FakeRedis
+    return cls(server=server)
 
 
 def _sentinel_master(url: str, asyncio: bool, options: dict[str, Any]) -> Any:
