@@ -1,6 +1,8 @@
 """Replay plugin benchmark: the ``replays`` handler on 1,000 and 100,000 rrweb events.
 
     .venv/bin/python bench/replay_bench.py [--events 100000] [--span-minutes 60] [--repeat 9] [--skip-levels]
+    .venv/bin/python bench/replay_bench.py --sparse 1000000 [--gap-seconds 31]
+    .venv/bin/python bench/replay_bench.py --masking [--repeat 5]
 
 The replays are the real rrweb-player demo recording (shared/corpora/replays, 272 events, 155 KB,
 one 48 KB FullSnapshot) repeated back to back, its timeline squeezed so that the whole replay
@@ -11,6 +13,16 @@ storage and an SQLite bug-report store in a temporary folder, no Redis): wall ti
 ``--repeat`` for the small replay, one run for the large one), MB/s of JSON payload, the peak RSS
 of that process and how much the run added to it. The large payload is read from a file the way
 a claim-checked payload is read from storage, so it is never in memory as a whole.
+
+``--sparse N`` runs only the sparse case of issue 14: N tiny events ``--gap-seconds`` apart (a
+Meta and a FullSnapshot first), written to a file without building the list, handled as a
+claim-checked payload; it prints the objects and bytes written, the manifest's size, the time
+and the peak RSS of the handler's process.
+
+``--masking`` runs only the masking cost: the demo recording tiled 125 times (34,000 events,
+125 FullSnapshots), plus the same with a form typed into (every 10th event an input event on a
+text field): the masker alone on the parsed events, then the whole handler with masking and
+with a no-op masker, each in a fresh interpreter (median of ``--repeat``).
 
 Then, unless ``--skip-levels``: every gzip level on the large replay's chunks (time, MB/s, size),
 which is how the default level was chosen, and orjson against ``json.dumps`` for re-encoding.
@@ -58,11 +70,92 @@ def write_payload(path: Path, count: int, span_minutes: float) -> int:
     return len(data)
 
 
+def write_sparse_payload(path: Path, count: int, gap_ms: int) -> int:
+    """``count`` events ``gap_ms`` apart, streamed to ``path`` (37 bytes per event, as in issue 14)."""
+    t0 = 1_700_000_000_000
+    with open(path, "wb") as fh:
+        fh.write(b'{"bugReportId":"sparse","projectId":"bench","replayData":['
+                 b'{"type":4,"data":{"href":"https://a.test/","width":800,"height":600},"timestamp":%d},'
+                 b'{"type":2,"data":{"node":{"type":0,"childNodes":[],"id":1},'
+                 b'"initialOffset":{"left":0,"top":0}},"timestamp":%d}' % (t0, t0))
+        block = []
+        for i in range(2, count):
+            block.append(b',{"type":3,"data":{},"timestamp":%d}' % (t0 + i * gap_ms))
+            if len(block) == 10_000:
+                fh.write(b"".join(block))
+                block.clear()
+        fh.write(b"".join(block) + b"]}")
+        return fh.tell()
+
+
+def sparse(args: argparse.Namespace, tmp: Path) -> None:
+    storage = tmp / "storage"
+    env = {**os.environ, "STORAGE_URL": str(storage), "DATABASE_URL": f"sqlite:///{tmp / 'reports.db'}"}
+    path = tmp / "sparse.json"
+    size = write_sparse_payload(path, args.sparse, int(args.gap_seconds * 1000))
+    out = run_child(path, 1, False, env)
+    files = [p for p in (storage / "replays" / "bench" / "sparse").rglob("*") if p.is_file()]
+    manifest = next((p.stat().st_size for p in files if p.name == "metadata.json"), 0)
+    r = out["result"]
+    print(f"sparse replay: {args.sparse:,} events {args.gap_seconds:g} s apart, payload {size / 1e6:.1f} MB")
+    stored = sum(p.stat().st_size for p in files)
+    print(f"  objects written {len(files):,} ({r.get('chunkCount')} chunks + manifest), bytes stored "
+          f"{stored / 1e6:.1f} MB (chunks {r.get('totalSize', 0) / 1e6:.1f} MB, manifest {manifest / 1e6:.2f} MB)")
+    print(f"  time {out['times'][0]:.1f} s, peak RSS {out['peak_kib'] / 1024:.0f} MB "
+          f"(+{(out['peak_kib'] - out['baseline_kib']) / 1024:.0f} MB over the idle child)")
+
+
+def masking(args: argparse.Namespace, tmp: Path) -> None:
+    from jobq_plugin_replay.masking import Masker
+    from jobq_plugin_replay.samples import form_recording
+
+    base = json.loads(RECORDING.read_text())
+    events = tiled_events(len(base) * 125, 125 * 82 / 60)  # 34,000 events over the demo's real pace
+    form = form_recording()[:2]
+    typed = []
+    for i, e in enumerate(events):  # the same, with a form in each snapshot and every 10th event typed
+        if e["type"] == 2:
+            typed.append({**form[1], "timestamp": e["timestamp"]})
+        elif i % 10 == 0:
+            typed.append({"type": 3, "data": {"source": 5, "text": f"typed text {i}", "isChecked": False,
+                                              "id": 10}, "timestamp": e["timestamp"]})
+        else:
+            typed.append(e)
+    env = {**os.environ, "STORAGE_URL": str(tmp / "storage"), "DATABASE_URL": f"sqlite:///{tmp / 'reports.db'}"}
+    print(f"{'recording':<44} {'masker alone':>13} {'handler masked':>15} {'no-op masker':>13} {'cost':>7}")
+    cases = (("demo tiled x125 (34,000 events)", events), ("same with a form, every 10th typed", typed))
+    for label, recording in cases:
+        alone = []
+        for _ in range(args.repeat):
+            copy = json.loads(json.dumps(recording))
+            masker = Masker()
+            started = time.perf_counter()
+            for e in copy:
+                masker.mask(e)
+            alone.append(time.perf_counter() - started)
+        path = tmp / "masking.json"
+        size = path.write_bytes(json.dumps({"bugReportId": "masking", "projectId": "bench",
+                                            "replayData": recording}, separators=(",", ":")).encode())
+        masked = statistics.median(run_child(path, args.repeat, False, env)["times"])
+        plain = statistics.median(run_child(path, args.repeat, False, {**env, "BENCH_NO_MASKING": "1"})["times"])
+        print(f"{label:<44} {statistics.median(alone) * 1000:>11.0f}ms {masked * 1000:>13.0f}ms "
+              f"{plain * 1000:>11.0f}ms {(masked - plain) / plain:>+7.1%}   ({size / 1e6:.1f} MB, "
+              f"{masker.input_values} values, {masker.input_events} input events masked)")
+
+
 # -- child: one scenario in a fresh interpreter ------------------------------------------
 def child(path: str, repeat: int, inline: bool) -> None:
     from jobq import JobContext
+    from jobq_plugin_replay import process
     from jobq_plugin_replay.process import process_replay
     from jobq_plugin_replay.samples import payload, synthetic_events
+
+    if os.environ.get("BENCH_NO_MASKING"):  # the baseline of --masking: a masker that does nothing
+        class NoMasking(process.Masker):
+            def mask(self, event: dict) -> None:
+                pass
+
+        process.Masker = NoMasking
 
     def run() -> tuple[float, dict]:
         if inline:
@@ -100,7 +193,7 @@ def run_child(path: Path, repeat: int, inline: bool, env: dict[str, str]) -> dic
     args = [sys.executable, __file__, "--child", str(path), "--repeat", str(repeat)]
     if inline:
         args.append("--inline")
-    out = subprocess.run(args, capture_output=True, text=True, check=True, env=env, timeout=600)
+    out = subprocess.run(args, capture_output=True, text=True, check=True, env=env, timeout=1800)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -175,6 +268,9 @@ def main() -> None:
     ap.add_argument("--span-minutes", type=float, default=60.0)
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--skip-levels", action="store_true")
+    ap.add_argument("--sparse", type=int, metavar="N", help="only the sparse case: N events --gap-seconds apart")
+    ap.add_argument("--gap-seconds", type=float, default=31.0)
+    ap.add_argument("--masking", action="store_true", help="only the masking cost on 34,000 events")
     ap.add_argument("--child")
     ap.add_argument("--inline", action="store_true")
     args = ap.parse_args()
@@ -182,6 +278,12 @@ def main() -> None:
         child(args.child, args.repeat, args.inline)
         return
     with tempfile.TemporaryDirectory(prefix="replay-bench-") as tmp:
+        if args.sparse:
+            sparse(args, Path(tmp))
+            return
+        if args.masking:
+            masking(args, Path(tmp))
+            return
         pipeline(args, Path(tmp))
     if not args.skip_levels:
         levels_and_encoders(args)

@@ -2,6 +2,7 @@
 
 from .config import Settings
 from .context import JobContext
+from .dependencies import FlowJob
 from .errors import (
     ConfigError,
     EnqueueError,
@@ -12,12 +13,16 @@ from .errors import (
     JobqError,
     PayloadTooLarge,
     PluginError,
+    QueueFull,
+    QueueUnavailable,
     Retry,
     UnknownQueue,
     UnrecoverableError,
 )
 from .jobs import Failure, Job, JobOptions
 from .queue import AsyncQueueManager, QueueManager
+from .results import JobNotCompleted, WaitTimeout
+from .schedules import Schedule, ScheduleInfo, ScheduleNotFound
 from .spec import QueueSpec
 
 __version__ = "0.1.0"
@@ -34,6 +39,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AsyncQueueManager",
     "Failure",
+    "FlowJob",
     "Job",
     "JobOptions",
     "QueueManager",
@@ -43,14 +49,21 @@ __all__ = [
     "InvalidPayload",
     "JobContext",
     "JobFailed",
+    "JobNotCompleted",
     "JobNotFound",
     "JobqError",
     "PayloadTooLarge",
     "PluginError",
+    "QueueFull",
     "QueueSpec",
+    "QueueUnavailable",
     "Retry",
+    "Schedule",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "Settings",
     "UnknownQueue",
     "UnrecoverableError",
+    "WaitTimeout",
     "hookimpl",
 ]

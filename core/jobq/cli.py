@@ -13,10 +13,12 @@ import click
 import redis
 
 from . import cli_support
+from .cli_schedules import schedules
 from .config import METRICS_PORT, Settings
 from .errors import JobqError
 from .plugins import PluginHost
 from .queue import QueueManager
+from .redaction import redact_logs
 from .spec import QueueSpec
 
 
@@ -79,6 +81,7 @@ class JobqGroup(click.Group):
 def cli(ctx: click.Context, log_level: str) -> None:
     """jobq: a Redis job queue with installable job-type plugins."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logs()  # every logger a DEBUG level turns on (httpcore, hpack, urllib3, botocore...) goes through it
     if ctx.obj is None:
         ctx.obj = Ctx()
 
@@ -139,6 +142,9 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
         raise click.ClickException(f"refusing to start: {exc}{cli_support.broken_plugin_hint(host)}") from None
     if not specs:
         raise click.ClickException("no queues to serve: no enabled plugin declares one")
+    from . import tracing
+
+    tracing.setup(configure_sdk=True)  # OTEL_* decide; off without jobq[otel]
     worker = Worker(specs, obj.settings, hooks=host)
     if metrics_port:
         from . import metrics
@@ -146,7 +152,10 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
         metrics.serve(int(metrics_port), obj.settings, worker, addr=metrics_addr)
         click.echo(f"metrics on http://{metrics_addr}:{metrics_port}/metrics", err=True)
     click.echo(f"jobq worker {worker.id}: " + ", ".join(f"{s.name} x{s.concurrency}" for s in specs), err=True)
-    worker.run_forever()
+    try:
+        worker.run_forever()
+    finally:
+        tracing.shutdown()
 
 
 @cli.command()
@@ -213,10 +222,20 @@ def enqueue(obj: Ctx, queue: str, data: str, job_id: str | None, delay: float | 
 @click.argument("queue")
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 unless it completed.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds --wait waits.")
 @click.pass_obj
-def job(obj: Ctx, queue: str, job_id: str, as_json: bool) -> None:
+def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: float) -> None:
     """Show a job: state, progress, attempts, result, failure (secrets redacted)."""
+    from .results import JobNotCompleted
+
     cli_support.require_queue(obj.manager, obj.host, queue)
+    unsuccessful = False
+    if wait:
+        try:
+            obj.manager.wait_for(queue, job_id, timeout)
+        except JobNotCompleted:
+            unsuccessful = True
     data = obj.manager.job_dict(queue, job_id)
 
     def human(d: dict[str, Any]) -> None:
@@ -228,6 +247,8 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool) -> None:
                 click.echo(d["failure"]["stack"].rstrip())
 
     _out(data, as_json, human)
+    if unsuccessful:
+        sys.exit(1)
 
 
 @cli.command()
@@ -268,6 +289,20 @@ def resume(obj: Ctx, queue: str) -> None:
     cli_support.require_queue(obj.manager, obj.host, queue)
     obj.manager.resume_queue(queue)
     click.echo(f"resumed {queue}")
+
+
+@cli.command()
+@click.argument("queue")
+@click.argument("job_id")
+@click.option("--reason", default=None, help="kept with the job as its failure message")
+@click.pass_obj
+def cancel(obj: Ctx, queue: str, job_id: str, reason: str | None) -> None:
+    """Cancel a job: it never starts, or its running handler is stopped; never retried."""
+    was = obj.manager.cancel_job(queue, job_id, reason)
+    if was in ("completed", "failed", "cancelled"):
+        click.echo(f"{queue}/{job_id} had already ended ({was}); nothing to cancel")
+    else:
+        click.echo(f"cancelled {queue}/{job_id} (was {was})")
 
 
 @cli.group()
@@ -361,6 +396,9 @@ def bench(obj: Ctx, n: int, concurrency: int, as_json: bool) -> None:
                    f"({r['latency_samples']} jobs, one at a time)")
 
     _out(result, as_json, human)
+
+
+cli.add_command(schedules)
 
 
 def main() -> None:

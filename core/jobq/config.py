@@ -12,6 +12,8 @@ LEASE_SECONDS = "JOBQ_LEASE_SECONDS"
 STALL_INTERVAL = "JOBQ_STALL_INTERVAL"
 RETENTION_COMPLETED = "JOB_RETENTION_COMPLETED"
 RETENTION_FAILED = "JOB_RETENTION_FAILED"
+RETENTION_COMPLETED_COUNT = "JOB_RETENTION_COMPLETED_COUNT"
+RETENTION_FAILED_COUNT = "JOB_RETENTION_FAILED_COUNT"
 EVENTS_MAXLEN = "JOBQ_EVENTS_MAXLEN"
 MAX_PAYLOAD_BYTES = "JOBQ_MAX_PAYLOAD_BYTES"
 CLAIM_CHECK_BYTES = "JOBQ_CLAIM_CHECK_BYTES"
@@ -48,6 +50,9 @@ class Settings:
 
     :param lease_seconds: how long an active job's lease lasts without a heartbeat; a dead
         worker's jobs are taken back within ``lease_seconds + stall_interval``.
+    :param retention_completed_count: the most completed jobs kept per queue (negative: no limit);
+        with ``retention_completed`` (age), whichever trims first wins, so Redis memory stays bounded
+        however fast jobs arrive. ``retention_failed_count`` likewise for failed jobs.
     :param claim_check_bytes: payloads larger than this go to storage at enqueue and the job
         carries a reference (the handler sees the data as usual).
     """
@@ -58,6 +63,8 @@ class Settings:
     stall_interval: float = 5.0
     retention_completed: float = 7 * DAY
     retention_failed: float = 30 * DAY
+    retention_completed_count: int = 50_000
+    retention_failed_count: int = 100_000
     events_maxlen: int = 10_000
     max_payload_bytes: int = 256 * 1024 * 1024
     claim_check_bytes: int = 512 * 1024
@@ -77,6 +84,8 @@ class Settings:
             stall_interval=_float(e, STALL_INTERVAL, d["stall_interval"]),
             retention_completed=_float(e, RETENTION_COMPLETED, 7) * DAY,
             retention_failed=_float(e, RETENTION_FAILED, 30) * DAY,
+            retention_completed_count=int(_float(e, RETENTION_COMPLETED_COUNT, d["retention_completed_count"])),
+            retention_failed_count=int(_float(e, RETENTION_FAILED_COUNT, d["retention_failed_count"])),
             events_maxlen=int(_float(e, EVENTS_MAXLEN, d["events_maxlen"])),
             max_payload_bytes=int(_float(e, MAX_PAYLOAD_BYTES, d["max_payload_bytes"])),
             claim_check_bytes=int(_float(e, CLAIM_CHECK_BYTES, d["claim_check_bytes"])),

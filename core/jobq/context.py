@@ -13,10 +13,13 @@ class JobContext:
 
     ``job.id``, ``job.queue``, ``job.name``, ``job.data`` (an instance of the queue's payload
     class, else the decoded JSON), ``job.attempt`` (1 for the first start), ``job.progress(...)``,
-    ``job.settings`` (the worker's :class:`jobq.Settings`: its Redis URL, key prefix, storage).
+    ``job.settings`` (the worker's :class:`jobq.Settings`: its Redis URL, key prefix, storage),
+    ``job.dependency_results`` (``{(queue, id): result}`` of the jobs it was added to wait for),
+    ``job.cancelled``.
     """
 
     __slots__ = (
+        "_cancelled",
         "_data",
         "_loader",
         "_opener",
@@ -24,6 +27,7 @@ class JobContext:
         "_raw",
         "attempt",
         "created_at",
+        "dependency_results",
         "id",
         "name",
         "queue",
@@ -48,6 +52,15 @@ class JobContext:
         self._loader = loader
         self._opener = opener
         self._progress = progress
+        self._cancelled = False
+        self.dependency_results: dict[tuple[str, str], Any] = {}
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled (or this worker lost its lease): a long-running
+        thread-mode handler checks it between steps and returns early. Async handlers are
+        cancelled outright and process handlers killed, so only thread handlers need it."""
+        return self._cancelled
 
     @property
     def data(self) -> Any:

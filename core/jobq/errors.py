@@ -6,8 +6,13 @@
     │   ├── InvalidPayload     names the field (cattrs wording)
     │   ├── InvalidOptions
     │   ├── UnknownQueue
-    │   └── PayloadTooLarge
+    │   ├── PayloadTooLarge
+    │   └── QueueUnavailable   Redis unreachable or not answering
+    │       └── QueueFull      Redis at ``maxmemory`` refuses writes
     ├── JobNotFound
+    ├── JobNotCompleted        wait_for: the job failed or was cancelled (results.py)
+    ├── WaitTimeout            wait_for: not ended in time; also a TimeoutError (results.py)
+    ├── ScheduleNotFound       (schedules.py)
     ├── PluginError            a plugin failed to load or two claim one queue
     └── (raised by handlers)
         ├── JobFailed          carries a reason ``code``; ``retryable`` decides a retry
@@ -51,6 +56,26 @@ class UnknownQueue(EnqueueError):
 
 class PayloadTooLarge(EnqueueError):
     pass
+
+
+class QueueUnavailable(EnqueueError):
+    """Redis could not be reached (nothing was written) or did not answer in time.
+
+    After a timeout the enqueue may have landed; enqueue is idempotent per job id, so trying
+    again with the same id never makes a second job. ``queue`` names the queue; the Redis error
+    is the ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, queue: str = "") -> None:
+        super().__init__(message)
+        self.queue = queue
+
+
+class QueueFull(QueueUnavailable):
+    """Redis is at its ``maxmemory`` and refuses writes (``OOM``): nothing was written.
+
+    Workers keep draining and freeing memory; retry later, or give Redis more memory.
+    """
 
 
 class JobNotFound(JobqError):

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 import attrs
 
-JobState = Literal["waiting", "delayed", "active", "completed", "failed", "paused"]
-STATES: tuple[str, ...] = ("waiting", "delayed", "active", "completed", "failed", "paused")
+JobState = Literal["waiting", "delayed", "active", "completed", "failed", "paused", "blocked", "cancelled"]
+STATES: tuple[str, ...] = ("waiting", "delayed", "active", "completed", "failed", "paused", "blocked", "cancelled")
 REDACTED = "[redacted]"
 
 
@@ -50,6 +50,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     payload_ref: str | None = None
+    depends_on: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_hash(cls, queue: str, job_id: str, h: dict[bytes, bytes], *, paused: bool = False) -> Job:
@@ -61,6 +62,9 @@ class Job:
         if g.get("code"):
             failure = Failure(code=g["code"], message=g.get("error", ""), stack=g.get("stack", ""))
         opts = json.loads(g["opts"]) if g.get("opts") else {}
+        deps = tuple((q, i) for q, i in opts.pop("deps", ()))
+        opts.pop("gate", None)
+        opts.pop("tp", None)
         return cls(
             id=job_id,
             queue=queue,
@@ -78,6 +82,7 @@ class Job:
             started_at=_sec(g.get("started")),
             finished_at=_sec(g.get("finished")),
             payload_ref=g.get("ref") or None,
+            depends_on=deps,
         )
 
 

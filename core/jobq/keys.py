@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 @attrs.frozen
@@ -72,6 +72,10 @@ QUEUE_KEYS = (
     "gc",         # LIST claim-check blobs to delete from storage
     "seq",        # STRING counter ordering equal priorities (and hand-off tokens)
     "idle",       # ZSET "<lease ms>|<worker id>" -> until when that worker takes jobs handed to it
+    "schedules",  # HASH def:<name> JSON, last:<name> tick ms, paused:<name>, declared:<name> (by a spec)
+    "ticking",    # STRING the worker ticking this queue's due schedules now (SET NX PX; saves work only)
+    "blocked",    # ZSET ids waiting for dependencies -> when to reconcile them next (ms)
+    "resolve",    # LIST outbox: dependents of finished jobs, to resolve in their own slot (JSON)
 )
 for _name in QUEUE_KEYS:
     setattr(QueueKeys, _name, property(lambda self, _n=_name: self.base + _n))

@@ -30,6 +30,7 @@ import attrs
 import httpcore
 import httpx
 
+from . import tracing
 from .errors import ConfigError, JobFailed, UnrecoverableError
 
 ALLOWLIST_ENV = "JOBQ_OUTBOUND_ALLOWLIST"
@@ -48,8 +49,8 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # Cloud instance-metadata endpoints (AWS/GCP/Azure/OpenStack, ECS task metadata, AWS IPv6).
 _METADATA = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254"))
 # What glibc's inet_aton accepts: decimal, octal and hex parts, 1 to 4 of them ("2130706433", "0x7f.1").
-_NUMERIC_HOST = re.compile(r"^(0[xX][0-9a-fA-F]*|[0-9]+)(\.(0[xX][0-9a-fA-F]*|[0-9]+)){0,3}\.?$")
-_HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?$")
+_NUMERIC_HOST = re.compile(r"(0[xX][0-9a-fA-F]*|[0-9]+)(\.(0[xX][0-9a-fA-F]*|[0-9]+)){0,3}\.?")
+_HOSTNAME = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?")
 
 _dns_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="jobq-dns")
 
@@ -92,7 +93,7 @@ def _literal(host: str) -> IPAddress | None:
         return ipaddress.ip_address(h.split("%", 1)[0])
     except ValueError:
         pass
-    if _NUMERIC_HOST.match(h):
+    if _NUMERIC_HOST.fullmatch(h):
         try:
             return ipaddress.IPv4Address(socket.inet_aton(h.rstrip(".")))
         except OSError:
@@ -180,7 +181,7 @@ def _parse_allowlist(raw: str) -> tuple[frozenset[str], tuple[Network, ...]]:
         except ValueError:
             pass
         name = item.lower().rstrip(".")
-        if not _HOSTNAME.match(name):
+        if not _HOSTNAME.fullmatch(name):
             raise ConfigError(f"{ALLOWLIST_ENV}: {item!r} is neither a hostname nor an address/CIDR")
         hosts.add(name)
     return frozenset(hosts), tuple(nets)
@@ -444,7 +445,16 @@ class PinnedTransport(httpx.HTTPTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.policy.check_syntax(request.url)
-        return super().handle_request(request)
+        if tracing.TRACER is None:
+            return super().handle_request(request)
+        span = tracing.start_client(request.method, str(request.url), request.url.host)
+        try:
+            response = super().handle_request(request)
+        except BaseException as exc:
+            tracing.end(span, exc)
+            raise
+        _end_client(span, response)
+        return response
 
 
 class AsyncPinnedTransport(httpx.AsyncHTTPTransport):
@@ -460,7 +470,25 @@ class AsyncPinnedTransport(httpx.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.policy.check_syntax(request.url)
-        return await super().handle_async_request(request)
+        if tracing.TRACER is None:
+            return await super().handle_async_request(request)
+        span = tracing.start_client(request.method, str(request.url), request.url.host)
+        try:
+            response = await super().handle_async_request(request)
+        except BaseException as exc:
+            tracing.end(span, exc)
+            raise
+        _end_client(span, response)
+        return response
+
+
+def _end_client(span: Any, response: httpx.Response) -> None:
+    span.set_attribute("http.response.status_code", response.status_code)
+    if response.status_code >= 400:
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_status(Status(StatusCode.ERROR, str(response.status_code)))
+    span.end()
 
 
 class _UrlLogFilter(logging.Filter):

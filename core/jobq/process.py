@@ -66,6 +66,7 @@ def child_run(handler: Any, state: dict[str, Any]) -> tuple[str, Any]:
                      created_at=state["created_at"], token=state["token"], raw=state["raw"],
                      loader=load if (payload is not None or secrets) else None, opener=opener,
                      progress=progress, settings=settings)
+    ctx.dependency_results = state.get("dependency_results") or {}
     try:
         if payload is not None and not state["lazy"]:
             ctx.data  # noqa: B018  (validate before the handler runs)

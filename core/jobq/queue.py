@@ -17,10 +17,23 @@ import attrs
 import redis
 import redis.asyncio
 
+from . import tracing
 from .config import Settings
-from .errors import ConfigError, InvalidOptions, InvalidPayload, JobNotFound, PayloadTooLarge, UnknownQueue
+from .errors import (
+    ConfigError,
+    EnqueueError,
+    InvalidOptions,
+    InvalidPayload,
+    JobNotFound,
+    PayloadTooLarge,
+    QueueFull,
+    QueueUnavailable,
+    UnknownQueue,
+)
 from .jobs import REDACTED, STATES, Job, JobOptions, job_to_dict
 from .keys import JOB_ID, QueueKeys, queues_key, worker_key, workers_key
+from .results import ResultOps
+from .schedules import ScheduleOps
 from .scripts import Scripts
 from .serialization import structure_payload
 from .spec import QUEUE_NAME, QueueSpec
@@ -182,7 +195,7 @@ def installed_specs() -> dict[str, QueueSpec]:
 _INSTALLED: dict[str, dict[str, QueueSpec]] = {}
 
 
-class _Ops:
+class _Ops(ScheduleOps, ResultOps):
     """Every operation, written once as a generator of Redis calls."""
 
     def __init__(self, settings: Settings | None = None, specs: Iterable[QueueSpec] | None = None,
@@ -193,6 +206,7 @@ class _Ops:
         self._known: set[str] = set(self.specs)
         self._looked_up = False
         self._storage: Any = None
+        tracing.setup()
 
     def keys(self, queue: str) -> QueueKeys:
         return QueueKeys(self.settings.prefix, queue)
@@ -209,7 +223,7 @@ class _Ops:
     def _prepare(self, queue: str, job_id: str | None, data: Any, options: Mapping[str, Any]) -> list[Any]:
         if job_id is None:
             job_id = os.urandom(16).hex()
-        elif not isinstance(job_id, str) or not JOB_ID.match(job_id):
+        elif not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
             raise InvalidOptions(f"job id {job_id!r} must match {JOB_ID.pattern}")
         opts = validate_options(options)
         spec = self.specs.get(queue)
@@ -237,16 +251,8 @@ class _Ops:
         return [job_id, name, raw, secrets, _dumps(opts, "options") if opts else "", delay_ms, priority, ref, blob,
                 data, opts]
 
-    def add_jobs(self, queue: str, jobs: Iterable[tuple[str | None, Any] | tuple[str | None, Any, Mapping[str, Any]]],
-                 ) -> Op[list[Job]]:
-        yield from self._check_queue(queue)
-        prepared = []
-        for item in jobs:
-            job_id, data, *rest = item
-            prepared.append(self._prepare(queue, job_id, data, rest[0] if rest else {}))
-        ids = [p[0] for p in prepared]
-        if len(set(ids)) != len(ids):
-            raise InvalidOptions("a bulk add names the same job id twice")
+    def _upload(self, prepared: list[list[Any]]) -> Op[None]:
+        """Claim-checked payloads go to storage before their jobs exist."""
         blobs = [(p[7], p[8]) for p in prepared if p[7]]
         if blobs:
             def upload() -> None:
@@ -254,39 +260,118 @@ class _Ops:
                     self.storage.put(key, value.encode())
 
             yield _Blocking(upload)
+
+    def add_jobs(self, queue: str, jobs: Iterable[tuple[str | None, Any] | tuple[str | None, Any, Mapping[str, Any]]],
+                 ) -> Op[list[Job]]:
+        from .dependencies import check_dependencies
+
+        try:
+            yield from self._check_queue(queue)
+        except redis.RedisError as exc:
+            if (mapped := _enqueue_error(queue, exc)) is None:
+                raise
+            raise mapped from exc
+        prepared, blocked, deps, policies = [], [], [], []
+        for item in jobs:
+            job_id, data, *rest = item
+            options = dict(rest[0]) if rest else {}
+            depends_on = options.pop("depends_on", None)
+            policy = options.pop("on_dependency_failure", "fail")
+            p = self._prepare(queue, job_id, data, options)
+            if depends_on is None:
+                prepared.append(p)
+                continue
+            if p[5]:
+                raise InvalidOptions("delay cannot be combined with depends_on")
+            deps.append(check_dependencies(depends_on, policy))
+            policies.append(policy)
+            blocked.append(p)
+        ids = [p[0] for p in prepared + blocked]
+        if len(set(ids)) != len(ids):
+            raise InvalidOptions("a bulk add names the same job id twice")
+        if blocked:
+            wanted = {d for ds in deps for d in ds}
+            found = yield _Pipe([("EXISTS", self.keys(q).job(i)) for q, i in wanted])
+            missing = [f"{q}/{i}" for (q, i), n in zip(wanted, found, strict=True) if not n]
+            if missing:
+                raise InvalidOptions(f"depends_on names jobs that do not exist: {', '.join(sorted(missing))}")
+        yield from self._upload(prepared + blocked)
+        span = None
+        if tracing.TRACER is not None:
+            span, traceparent = tracing.start_send(queue, ids)
+            if traceparent:
+                _stamp_trace(prepared + blocked, traceparent)
+        try:
+            states, now_ms = yield from self._write(queue, prepared, blocked, deps, policies)
+        except BaseException as exc:
+            if span is not None:
+                tracing.end(span, exc)
+            raise
+        if span is not None:
+            span.end()
+        k = self.keys(queue)
+        now = now_ms / 1000
+        now_ms = 0
+        existing = [i for i in ids if states[i]]
+        orphans = [p[7] for p in prepared + blocked if p[7] and states[p[0]]]
+        if orphans:  # the id existed: the job keeps its own payload, this upload is not needed
+            yield _Blocking(lambda: [self.storage.delete(key) for key in orphans])
+        found_jobs: dict[str, Job] = {}
+        if existing:
+            rows = yield _Pipe([("HGETALL", k.job(i)) for i in existing])
+            found_jobs = {i: Job.from_hash(queue, i, h) for i, h in zip(existing, rows, strict=True)}
+        blocked_ids = {p[0]: d for p, d in zip(blocked, deps, strict=True)}
+        out = []
+        for p in prepared + blocked:
+            if p[0] in found_jobs:
+                out.append(found_jobs[p[0]])
+                continue
+            state = "blocked" if p[0] in blocked_ids else "delayed" if p[5] > 0 else "waiting"
+            out.append(Job(id=p[0], queue=queue, name=p[1], data=p[9],
+                           options=JobOptions(delay=p[5] / 1000, priority=p[6], **p[10]) if p[10] or p[5] or p[6]
+                           else _NO_OPTIONS,
+                           state=state, created_at=now, payload_ref=p[7] or None,
+                           depends_on=tuple(blocked_ids.get(p[0], ()))))
+        order = {i: n for n, i in enumerate(ids)}
+        return sorted(out, key=lambda j: order[j.id])
+
+    def _write(self, queue: str, prepared: list[list[Any]], blocked: list[list[Any]],
+               deps: list[list[tuple[str, str]]], policies: list[str]) -> Op[tuple[dict[str, str], int]]:
+        """Create the jobs (ready ones in one enqueue.lua call); the states of ids that existed."""
+        from .dependencies import add_blocked
+
+        states: dict[str, str] = {}
+        now_ms = 0
+        if prepared:
+            try:
+                res = yield _Ops._enqueue_call(self, queue, prepared)
+            except redis.RedisError as exc:
+                if (mapped := _enqueue_error(queue, exc)) is None:
+                    raise
+                raise mapped from exc
+            now_ms = res[0]
+            states.update((p[0], s.decode() if isinstance(s, bytes) else s)
+                          for p, s in zip(prepared, res[1:], strict=True))
+        if blocked:
+            now_ms, bstates = yield from add_blocked(self, queue, blocked, deps, policies)
+            states.update((p[0], s) for p, s in zip(blocked, bstates, strict=True))
+        return states, now_ms
+
+    def _enqueue_call(self, queue: str, prepared: list[list[Any]]) -> _Script:
+        """The enqueue script call for jobs from ``_prepare`` (a schedule tick extends it)."""
         k = self.keys(queue)
         args: list[Any] = [self.settings.events_maxlen, len(prepared), k.base]
         for p in prepared:
             args.extend(p[:8])
-        res = yield _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq, k.idle, k.active,
-                                        k.meta, *(k.job(i) for i in ids)], args)
-        now = res[0] / 1000
-        existing = [i for i, state in zip(ids, res[1:], strict=True) if state]
-        orphans = [p[7] for p in prepared if p[7] and p[0] in set(existing)]
-        if orphans:  # the id existed: the job keeps its own payload, this upload is not needed
-            yield _Blocking(lambda: [self.storage.delete(key) for key in orphans])
-        found: dict[str, Job] = {}
-        if existing:
-            rows = yield _Pipe([("HGETALL", k.job(i)) for i in existing])
-            found = {i: Job.from_hash(queue, i, h) for i, h in zip(existing, rows, strict=True)}
-        out = []
-        for p in prepared:
-            if p[0] in found:
-                out.append(found[p[0]])
-                continue
-            out.append(Job(id=p[0], queue=queue, name=p[1], data=p[9],
-                           options=JobOptions(delay=p[5] / 1000, priority=p[6], **p[10]) if p[10] or p[5] or p[6]
-                           else _NO_OPTIONS,
-                           state="delayed" if p[5] > 0 else "waiting", created_at=now,
-                           payload_ref=p[7] or None))
-        return out
+        return _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq, k.idle, k.active,
+                                   k.meta, *(k.job(p[0]) for p in prepared)], args)
 
     def add_job(self, queue: str, job_id: str | None, data: Any, **options: Any) -> Op[Job]:
         jobs = yield from _Ops.add_jobs(self, queue, [(job_id, data, options)])
         return jobs[0]
 
     def _check_queue(self, queue: str) -> Op[None]:
-        if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+        if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
             raise UnknownQueue(f"invalid queue name {queue!r}")
         if queue in self._known or queue in self.specs or not self.strict:
             return
@@ -423,6 +508,22 @@ class _Ops:
                 continue
         return n
 
+    def cancel_job(self, queue: str, job_id: str, reason: str | None = None) -> Op[str]:
+        """Cancel a job: waiting, delayed or blocked, it never starts; active, its handler is stopped
+        (async: the task is cancelled; thread: ``job.cancelled`` turns true; process: the child is
+        killed). Returns the state it was in; a finished job is left as it is."""
+        from .dependencies import cancel
+
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+            raise InvalidOptions("reason must be a string of at most 500 characters")
+        return (yield from cancel(self, queue, job_id, reason))
+
+    def add_flow(self, jobs: Iterable[Any]) -> Op[list[Job]]:
+        """Add jobs across queues all-or-nothing (:class:`jobq.FlowJob`); none runs unless all exist."""
+        from .dependencies import add_flow
+
+        return (yield from add_flow(self, list(jobs)))
+
     def remove_job(self, queue: str, job_id: str) -> Op[bool]:
         k = self.keys(queue)
         res = yield _Script("remove", [k.job(job_id), k.wait, k.prio, k.delayed, k.active, k.completed,
@@ -444,6 +545,33 @@ class _Ops:
         rows = yield ("XRANGE", self.keys(queue).events, f"({last_id}" if last_id != "0-0" else "-", "+",
                       "COUNT", count)
         return [{"id": i.decode(), **{a.decode(): b.decode() for a, b in f.items()}} for i, f in rows]
+
+
+def _enqueue_error(queue: str, exc: redis.RedisError) -> EnqueueError | None:
+    """The producer's view of a Redis failure up to the enqueue script, which writes all or nothing.
+
+    Redis refuses a script under OOM at its first write, so nothing was written. A refused or
+    broken connection means the script did not run; after a timeout it may have, which is why
+    the advice is to retry with the same job id (enqueue is idempotent per id).
+    """
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return QueueFull(f"queue {queue!r} is full: Redis is at its maxmemory and refused the write; "
+                         "nothing was enqueued, retry later", queue=queue)
+    if isinstance(exc, redis.TimeoutError):
+        return QueueUnavailable(f"queue {queue!r} is unavailable: Redis did not answer in time; retry with the "
+                                "same job id (enqueue is idempotent per id)", queue=queue)
+    if isinstance(exc, redis.ConnectionError):
+        return QueueUnavailable(f"queue {queue!r} is unavailable: cannot reach Redis ({type(exc).__name__}); "
+                                "nothing was enqueued", queue=queue)
+    return None
+
+
+def _stamp_trace(prepared: list[list[Any]], traceparent: str) -> None:
+    """Store the W3C trace context in each job's options (``tp``), where the worker finds it."""
+    for p in prepared:
+        opts = json.loads(p[4]) if p[4] else {}
+        opts["tp"] = traceparent
+        p[4] = _dumps(opts, "options")
 
 
 def _exec_sync(client: redis.Redis, scripts: Scripts, call: Any) -> Any:
@@ -506,7 +634,9 @@ async def _run_async(client: redis.asyncio.Redis, scripts: Scripts, gen: Op[T]) 
 
 _PUBLIC = ("add_job", "add_jobs", "get_job", "get_job_status", "get_queue_metrics", "get_queue_stats",
            "list_queues", "get_counters", "list_jobs", "list_workers", "health_check", "pause_queue",
-           "resume_queue", "retry_job", "retry_failed", "remove_job", "purge", "read_events")
+           "resume_queue", "retry_job", "retry_failed", "remove_job", "purge", "read_events", "cancel_job",
+           "add_flow", "wait_for", "add_schedule", "remove_schedule", "pause_schedule", "resume_schedule",
+           "trigger_schedule", "list_schedules")
 
 
 def _sync_method(name: str) -> Callable[..., Any]:

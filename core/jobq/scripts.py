@@ -5,13 +5,16 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
-NAMES = ("enqueue", "fetch", "fail", "heartbeat", "progress", "release", "reap", "retry", "remove", "purge", "idle")
+NAMES = ("enqueue", "fetch", "fail", "heartbeat", "progress", "release", "reap", "retry", "remove", "purge", "idle",
+         "cancel", "block", "register", "resolve", "schedule", "tick")
+COMPOSED = {"tick": ("tick", "enqueue")}  # a schedule tick is a guard, then the enqueue itself
 
 
 @cache
 def source(name: str) -> str:
     lua = files("jobq") / "lua"
-    return (lua / "lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    parts = COMPOSED.get(name, (name,))
+    return "\n".join([(lua / "lib.lua").read_text(), *((lua / f"{p}.lua").read_text() for p in parts)])
 
 
 class Scripts:

@@ -9,14 +9,25 @@ from typing import Any, Literal
 import attrs
 
 from .errors import InvalidOptions
+from .schedules import Schedule
 
 Execution = Literal["auto", "async", "thread", "process"]
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def _check_name(_inst: Any, _attr: Any, value: str) -> None:
-    if not QUEUE_NAME.match(value):
+    if not QUEUE_NAME.fullmatch(value):
         raise InvalidOptions(f"queue name {value!r} must match {QUEUE_NAME.pattern}")
+
+
+def _check_schedules(_inst: Any, _attr: Any, value: tuple[Any, ...]) -> None:
+    if not all(isinstance(s, Schedule) for s in value):
+        raise InvalidOptions("QueueSpec.schedules takes jobq.Schedule objects")
+    names = [s.name for s in value]
+    if len(set(names)) != len(names):
+        raise InvalidOptions(f"schedule names repeat: {names}")
+    for s in value:
+        s.check_no_secrets(_inst.secret_fields)
 
 
 @attrs.frozen(kw_only=True)
@@ -30,6 +41,9 @@ class QueueSpec:
     :param concurrency: jobs run at once by one worker process.
     :param retries: retries after the first try (3 → at most 4 starts for errors).
     :param backoff: first retry delay in seconds; doubles each retry (1 s, 2 s, 4 s).
+    :param backoff_jitter: the share of each retry delay drawn at random, 0 (default: the exact
+        schedule) to 1 ("full jitter": uniform between 0 and the delay), so jobs that failed
+        together do not all retry together.
     :param timeout: seconds an attempt may run; over it the attempt fails ``ERR_TIMEOUT``.
     :param execution: ``async`` for coroutines, ``thread`` for blocking code, ``process`` for
         CPU-bound code (keeps heartbeats flowing and lets a timeout really kill the work);
@@ -41,6 +55,7 @@ class QueueSpec:
     :param lazy_payload: skip structuring before the handler; the handler reads the raw
         payload as a stream with ``job.open_payload()`` (large replays).
     :param max_payload_bytes: refuse larger payloads at enqueue (default: ``JOBQ_MAX_PAYLOAD_BYTES``).
+    :param schedules: :class:`jobq.Schedule` s whose ticks the workers serving this queue enqueue.
     """
 
     name: str = attrs.field(validator=_check_name)
@@ -49,6 +64,7 @@ class QueueSpec:
     concurrency: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     retries: int = attrs.field(default=3, validator=attrs.validators.ge(0))
     backoff: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+    backoff_jitter: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
     timeout: float | None = None
     execution: Execution = "auto"
     max_stalls: int = attrs.field(default=2, validator=attrs.validators.ge(0))
@@ -57,3 +73,4 @@ class QueueSpec:
     lazy_payload: bool = False
     max_payload_bytes: int | None = None
     description: str = ""
+    schedules: tuple[Schedule, ...] = attrs.field(default=(), converter=tuple, validator=_check_schedules)

@@ -21,7 +21,7 @@ import fsspec
 from .config import Settings
 from .errors import JobqError
 
-SAFE_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+SAFE_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 
 
 class StorageError(JobqError):
@@ -39,7 +39,7 @@ def _content_type(content_type: str | None) -> dict[str, str]:
 
 def safe_part(part: str) -> str:
     """Return ``part`` if it is a safe single path segment, else raise :class:`UnsafeKey`."""
-    if not isinstance(part, str) or not SAFE_PART.match(part) or ".." in part:
+    if not isinstance(part, str) or not SAFE_PART.fullmatch(part) or ".." in part:
         raise UnsafeKey(f"unsafe id for a storage key: {part!r}")
     return part
 

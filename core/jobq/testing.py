@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from .config import Settings
 from .jobs import Job
@@ -25,7 +26,7 @@ from .spec import QueueSpec
 from .waiting import wait_until
 from .worker import Worker
 
-TERMINAL = ("completed", "failed")
+TERMINAL = ("completed", "failed", "cancelled")
 
 
 TEST_REDIS_URL = "JOBQ_TEST_REDIS_URL"
@@ -200,3 +201,64 @@ def jobq_harness(jobq_settings: Settings) -> Iterator[Harness]:
         yield h
     finally:
         h.close()
+
+
+class RedisServer:
+    """A ``redis-server`` of one test's own on a free loopback port, for what cannot be done to the
+    shared one: filling it to ``maxmemory`` (``fill()``), stopping it."""
+
+    def __init__(self) -> None:
+        import socket
+        import subprocess
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--maxmemory-policy", "noeviction"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.client = redis.Redis(port=self.port, socket_timeout=5)
+        try:
+            wait_until(self._pings, 10, message="a private redis-server to answer")
+        except BaseException:
+            self.close()
+            raise
+
+    def _pings(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.ConnectionError:
+            return False
+
+    def fill(self) -> None:
+        """Put Redis over its ``maxmemory``: from now on it refuses every write that needs memory."""
+        used = int(self.client.info("memory")["used_memory"])
+        self.client.config_set("maxmemory", used - 64 * 1024)
+        try:
+            self.client.set("jobq-fill-probe", "x")
+        except redis.exceptions.OutOfMemoryError:
+            return
+        raise AssertionError("Redis still accepts writes after lowering maxmemory")
+
+    def unfill(self) -> None:
+        self.client.config_set("maxmemory", 0)
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def jobq_redis_server() -> Iterator[RedisServer]:
+    """A private :class:`RedisServer`; the test is skipped where ``redis-server`` is not installed."""
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.close()

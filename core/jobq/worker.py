@@ -9,10 +9,12 @@ renews every active lease; one presence task announces the worker and its queues
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import time
@@ -23,12 +25,14 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from . import tracing
 from .config import Settings
 from .context import JobContext
 from .errors import Retry, is_retryable, reason_code
 from .keys import QueueKeys, queues_key, worker_key, workers_key
 from .queue import make_client
-from .redaction import redact, secret_values
+from .redaction import redact, secret_values, secrets_in_logs
+from .schedules import Scheduler
 from .scripts import Scripts
 from .serialization import structure_payload
 from .spec import QueueSpec
@@ -42,7 +46,8 @@ MESSAGE_LIMIT = 2_000
 class _Active:
     """One running attempt."""
 
-    __slots__ = ("attempt", "ctx", "id", "lost", "pending", "secrets", "started", "task", "token")
+    __slots__ = ("attempt", "code", "ctx", "id", "lost", "outcome", "pending", "secrets", "span", "started", "task",
+                 "token")
 
     def __init__(self, id: str, token: str, attempt: int, ctx: JobContext, secrets: list[str]) -> None:
         self.id = id
@@ -54,6 +59,9 @@ class _Active:
         self.pending: list[Any] = []
         self.started = time.monotonic()
         self.task: asyncio.Task[None] | None = None
+        self.span: Any = None  # the attempt's trace span while tracing is on
+        self.outcome = "lost"
+        self.code: str | None = None
 
 
 def _resolve_execution(spec: QueueSpec) -> str:
@@ -162,14 +170,15 @@ class QueueRunner:
     async def _fetch(self, acks: list[tuple[_Active, str, Any, float]], want: int) -> None:
         s = self.w.settings
         args: list[Any] = [self.keys.job_prefix, int(s.lease_seconds * 1000), want, os.urandom(6).hex() + ":",
-                           s.events_maxlen, int(s.retention_completed * 1000), int(s.retention_failed * 1000),
+                           s.events_maxlen, f"{int(s.retention_completed * 1000)},{s.retention_completed_count}",
+                           f"{int(s.retention_failed * 1000)},{s.retention_failed_count}",
                            self.w.id, len(acks)]
         keys = list(self._fetch_keys)
         for a, result, _r, _d in acks:
             keys.append(self.keys.job(a.id))
             args += (a.id, a.token, result)
         try:
-            now_ms, lost, claimed, next_due = await self.w.scripts.fetch(keys=keys, args=args)
+            now_ms, lost, claimed, next_due, to_resolve = await self.w.scripts.fetch(keys=keys, args=args)
         except Exception as exc:  # Redis down, or worse: keep the acks, back off, try again
             self.acks = acks + self.acks
             self.backoff = min(self.backoff * 2, 2.0)
@@ -183,6 +192,8 @@ class QueueRunner:
             self.reserved -= want
             self.kick.set()
         self.backoff = 0.025
+        if to_resolve:
+            self.w.resolve_dependents(self.spec.name)
         if acks:
             self._acked(acks, {x.decode() for x in lost})
         for i in range(0, len(claimed), 9):
@@ -284,8 +295,16 @@ class QueueRunner:
         if self.w.hooks is not None:
             self.w.hooks.job_started(queue=spec.name, job_id=job_id, attempt=attempt,
                                      wait=max(0.0, (now_ms - int(created)) / 1000))
-        active.task = asyncio.get_running_loop().create_task(self._execute(active, opts, ref.decode() if ref
-                                                                           else None, secrets))
+        run = self._scrubbed(active, opts, ref.decode() if ref else None, secrets)
+        if tracing.TRACER is None:
+            active.task = asyncio.get_running_loop().create_task(run)
+        else:  # the handler runs inside the attempt's span: its own HTTP calls are children of it
+            active.span, context = tracing.start_process(spec.name, job_id, attempt, opts.get("tp") if opts else None)
+            active.task = asyncio.get_running_loop().create_task(run, context=context)
+
+    async def _scrubbed(self, a: _Active, *args: Any) -> None:
+        with secrets_in_logs(a.secrets):  # whatever logs while the job runs, DEBUG libraries included
+            await self._execute(a, *args)
 
     async def _execute(self, a: _Active, opts: dict[str, Any] | None, ref: str | None,
                        secrets: dict[str, Any] | None) -> None:
@@ -294,6 +313,8 @@ class QueueRunner:
         started = time.monotonic()
         try:
             try:
+                if opts and opts.get("deps"):
+                    await self._load_dependency_results(a, opts["deps"])
                 if self.execution == "async":
                     if spec.payload is not None and not spec.lazy_payload:
                         a.ctx.data  # noqa: B018  (validate before the handler runs)
@@ -311,6 +332,7 @@ class QueueRunner:
                     await asyncio.gather(*a.pending, return_exceptions=True)
             except asyncio.CancelledError:
                 if not a.lost:
+                    a.outcome = "released"
                     await self._release(a)
                 return
             except TimeoutError:
@@ -337,16 +359,29 @@ class QueueRunner:
                 return
             duration = time.monotonic() - started
             self.busy_seconds += duration
+            a.outcome = "completed"
             self.acks.append((a, result_json, result, duration))
         finally:
             self.inflight.pop(a.id, None)
             self.kick.set()
+            if a.span is not None:
+                tracing.end_process(a.span, "cancelled" if a.ctx.cancelled and a.outcome == "lost" else a.outcome,
+                                    a.code)
+
+    async def _load_dependency_results(self, a: _Active, deps: list[list[str]]) -> None:
+        fields = [f"r:{q}|{i}" for q, i in deps]
+        values = await self.w.client.hmget(self.keys.job(a.id), fields)
+        a.ctx.dependency_results = {(q, i): json.loads(v) if v else None
+                                    for (q, i), v in zip(deps, values, strict=True)}
 
     async def _in_thread(self, a: _Active, timeout: float | None) -> Any:
         """Run a blocking handler in the pool. A thread cannot be killed: past the timeout the attempt
         fails, and its thread counts against the concurrency until the handler returns, so the next
         job never waits (with its own clock running) behind it."""
-        cf = self.threads.submit(_call_sync, self.spec, a.ctx)  # type: ignore[union-attr]
+        if a.span is None:
+            cf = self.threads.submit(_call_sync, self.spec, a.ctx)  # type: ignore[union-attr]
+        else:  # carry the attempt's span into the thread
+            cf = self.threads.submit(contextvars.copy_context().run, _call_sync, self.spec, a.ctx)  # type: ignore[union-attr]
         fut = asyncio.wrap_future(cf)
         if not timeout:
             return await fut
@@ -368,7 +403,7 @@ class QueueRunner:
             "id": a.id, "queue": self.spec.name, "name": a.ctx.name, "attempt": a.attempt,
             "created_at": a.ctx.created_at, "token": a.token, "raw": a.ctx._raw, "ref": ref,
             "secrets": secrets, "payload": self.spec.payload, "lazy": self.spec.lazy_payload,
-            "settings": self.w.settings,
+            "settings": self.w.settings, "dependency_results": a.ctx.dependency_results,
         }
         fut = self.procs.schedule(_run_in_child, args=(self.spec.handler, state), timeout=timeout)
         try:
@@ -400,13 +435,17 @@ class QueueRunner:
         backoff = spec.backoff if not opts or opts.get("backoff") is None else opts["backoff"]
         k = self.keys
         args = [a.id, a.token, kind, code, message, stack, retries, int(backoff * 1000), int(defer * 1000),
-                spec.max_deferrals, self.w.settings.events_maxlen, 0]
+                spec.max_deferrals, self.w.settings.events_maxlen,
+                spec.backoff_jitter * random.random() if spec.backoff_jitter else 0]
         res = await self.w.call_with_retry(self.w.scripts.fail, [k.job(a.id), k.active, k.delayed, k.failed,
                                                                  k.events, k.stats, k.marker], args)
         if res is None or res[0] == b"LOST":
             a.lost = True
             return
         will_retry = res[0] == b"RETRY"
+        a.outcome, a.code = ("deferred" if kind == "defer" else "retry") if will_retry else "failed", code
+        if not will_retry and len(res) > 2 and int(res[2]):
+            self.w.resolve_dependents(spec.name)
         self.failures += 1
         if kind != "defer":
             log.warning("job %s/%s attempt %d failed: %s: %s%s", spec.name, a.id, a.attempt, code, message,
@@ -472,15 +511,23 @@ class QueueRunner:
                     self._lose(a, "leases could not be renewed")
             return
         self.last_beat_ok = time.monotonic()
-        for raw in lost:
-            a = self.inflight.get(raw.decode())
-            if a is not None:
-                self._lose(a, "its lease was taken over")
+        gone = [a for a in (self.inflight.get(raw.decode()) for raw in lost) if a is not None]
+        if gone:
+            try:
+                pipe = self.w.client.pipeline(transaction=False)
+                for a in gone:
+                    pipe.hget(self.keys.job(a.id), "state")
+                states = await pipe.execute()
+            except redis.RedisError:
+                states = [None] * len(gone)
+            for a, state in zip(gone, states, strict=True):
+                self._lose(a, "it was cancelled" if state == b"cancelled" else "its lease was taken over")
 
     def _lose(self, a: _Active, why: str) -> None:
         if a.lost:
             return
         a.lost = True
+        a.ctx._cancelled = True
         log.warning("job %s/%s: stopping, %s", self.spec.name, a.id, why)
         if a.task is not None and self.execution != "thread":
             a.task.cancel()
@@ -583,7 +630,9 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.runners: list[QueueRunner] = []
         self._storage: Any = None
+        self._dep_tasks: set[asyncio.Task[None]] = set()
         self.ready = False
+        self.scheduler: Scheduler | None = None
 
     @property
     def storage(self) -> Any:
@@ -617,6 +666,7 @@ class Worker:
     async def run(self) -> None:
         """Serve until stopped, then drain within ``settings.shutdown_grace`` and hand back the rest."""
         self.loop = asyncio.get_running_loop()
+        tracing.setup()
         self._stop_event = asyncio.Event()
         if self.stopping:
             self._stop_event.set()
@@ -630,13 +680,15 @@ class Worker:
         background: list[asyncio.Task[Any]] = []
         pumps: list[asyncio.Task[Any]] = []
         try:
-            await self._announce()
+            await self._announce_at_start()
             for r in self.runners:
                 pumps.append(asyncio.create_task(r.pump(), name=f"jobq-pump-{r.spec.name}"))
                 background.append(asyncio.create_task(r.listen(), name=f"jobq-listen-{r.spec.name}"))
             background.append(asyncio.create_task(self._heartbeats(), name="jobq-heartbeat"))
             background.append(asyncio.create_task(self._presence(), name="jobq-presence"))
             background.append(asyncio.create_task(self._reaper(), name="jobq-reaper"))
+            self.scheduler = Scheduler(self)
+            background.append(asyncio.create_task(self.scheduler.run(), name="jobq-scheduler"))
             self.ready = True
             if self.hooks is not None:
                 self.hooks.worker_started(worker_id=self.id, queues=[x.name for x in self.specs])
@@ -696,6 +748,18 @@ class Worker:
         except redis.ResponseError:
             pass  # CONFIG not allowed for this ACL user
 
+    async def _announce_at_start(self) -> None:
+        """Announce, but serve even if Redis refuses: at ``maxmemory`` only workers free memory, so a
+        worker that exited here would leave a supervisor restarting it forever. ``_presence`` retries."""
+        try:
+            await self._announce()
+        except redis.OutOfMemoryError:
+            log.warning("worker %s cannot announce itself: Redis is at its maxmemory and refuses writes; "
+                        "serving anyway (draining frees memory), retrying every %.0fs", self.id, self.presence_interval)
+        except redis.RedisError as exc:
+            log.warning("worker %s cannot announce itself (%s); serving anyway, retrying every %.0fs",
+                        self.id, type(exc).__name__, self.presence_interval)
+
     async def _announce(self) -> None:
         s = self.settings
         now = await self.client.time()
@@ -746,7 +810,8 @@ class Worker:
                 await asyncio.to_thread(lambda ks=keys: [self.storage.delete(k) for k in ks])
 
     async def _heartbeats(self) -> None:
-        interval = max(self.settings.lease_seconds / 3, 0.05)
+        # at most a second apart: a cancelled job's handler is stopped within about a second
+        interval = max(min(self.settings.lease_seconds / 3, 1.0), 0.05)
         while not self._closed:
             await asyncio.sleep(interval)
             await asyncio.gather(*(r.heartbeat() for r in self.runners))
@@ -756,6 +821,25 @@ class Worker:
             await asyncio.sleep(self.settings.stall_interval)
             for r in self.runners:
                 await r.reap()
+                await self._dependencies(r.spec.name, sweep=True)
+
+    def resolve_dependents(self, queue: str) -> None:
+        """Resolve, in the background, the dependents of jobs of ``queue`` that just ended."""
+        task = asyncio.get_running_loop().create_task(self._dependencies(queue))
+        self._dep_tasks.add(task)
+        task.add_done_callback(self._dep_tasks.discard)
+
+    async def _dependencies(self, queue: str, sweep: bool = False) -> None:
+        from .dependencies import drain, reconcile
+        from .queue import _Ops, _run_async
+
+        ops = _Ops(self.settings, self.specs, strict=False)
+        try:
+            await _run_async(self.client, self.scripts, drain(ops, queue))
+            if sweep:
+                await _run_async(self.client, self.scripts, reconcile(ops, queue))
+        except redis.RedisError as exc:  # the outbox keeps its entries; the next sweep resolves them
+            log.warning("queue %s: resolving dependents failed (%s)", queue, type(exc).__name__)
 
     def health(self) -> dict[str, Any]:
         return {"id": self.id, "running": self.ready, "healthy": self._healthy(),

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from jobq import QueueSpec
+from jobq import QueueSpec, Schedule
 
 
 def _ledger(job, event):
@@ -43,12 +43,32 @@ def cpu_burn(job):
     return {"pid": os.getpid()}
 
 
+def chain_step(job):
+    """Appends its own id to what its dependencies returned: a chain A->B->C returns [A, B, C]."""
+    _ledger(job, "start")
+    if job.attempt == 1:
+        time.sleep(job.data.get("sleep", 0))
+    before = [x for r in job.dependency_results.values() if r for x in r["path"]]
+    _ledger(job, "end")
+    return {"path": [*before, job.id]}
+
+
+def sleep_forever(job):
+    _ledger(job, "start")
+    time.sleep(600)
+
+
 SPECS = {
     "sleepy": QueueSpec(name="sleepy", handler=sleepy, concurrency=4, retries=3, backoff=0.1),
     "poison": QueueSpec(name="poison", handler=poison, concurrency=2, retries=3, max_stalls=1),
     "cpu": QueueSpec(name="cpu", handler=cpu_burn, concurrency=2, execution="process"),
     "poison1": QueueSpec(name="poison1", handler=poison, concurrency=1, retries=3, max_stalls=1),
     "sleepy1": QueueSpec(name="sleepy1", handler=sleepy, concurrency=1, retries=3, backoff=0.1),
+    "ticker": QueueSpec(name="ticker", handler=sleepy, concurrency=2, schedules=[Schedule(name="beat", every=1)]),
+    "chain1": QueueSpec(name="chain1", handler=chain_step, concurrency=2),
+    "chain2": QueueSpec(name="chain2", handler=chain_step, concurrency=2),
+    "chain3": QueueSpec(name="chain3", handler=chain_step, concurrency=2),
+    "forever": QueueSpec(name="forever", handler=sleep_forever, concurrency=2, execution="process"),
 }
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import redis
-from jobq import JobFailed, QueueSpec
+from jobq import JobFailed, QueueSpec, Schedule
 from jobq.testing import Harness, make_test_settings, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
@@ -103,5 +103,23 @@ def test_queues_run_on_a_cluster(cluster):
         assert {stats[s.name]["completed"] for s in specs} == {21} and {stats[s.name]["failed"] for s in specs} == {1}
         holders = [p for p in cluster if redis.Redis(port=p).dbsize() > 0]
         assert len(holders) >= 2  # the queues spread over the nodes
+    finally:
+        h.close()
+
+
+def test_schedule_ticks_and_wait_for_on_a_cluster(cluster):
+    """tick.lua and the scheduler's reads stay in each queue's slot; wait_for reads one slot's stream."""
+    settings = make_test_settings(None, redis_url=f"redis+cluster://127.0.0.1:{cluster[0]}")
+    h = Harness(settings)
+    try:
+        specs = [QueueSpec(name=f"s{i}", handler=ok, schedules=[Schedule(name="beat", every=1, data={"n": i})])
+                 for i in range(3)]
+        h.start(*specs)
+        for spec in specs:
+            wait_until(lambda q=spec.name: h.manager.get_queue_metrics(q)["completed"] >= 1, 10, message="a tick")
+            [info] = h.manager.list_schedules(spec.name)
+            assert info.schedule.name == "beat" and len(info.next_runs) == 3
+        job = h.manager.add_job("s1", "w", {"n": 7})
+        assert h.manager.wait_for("s1", job.id, timeout=10).result == {"n": 7}
     finally:
         h.close()

@@ -4,7 +4,7 @@ import hashlib
 import uuid
 
 import pytest
-from jobq import JobFailed, QueueSpec
+from jobq import JobFailed, QueueSpec, Schedule
 from jobq.queue import QueueManager, make_client
 from jobq.scripts import NAMES, source
 from jobq.testing import Harness, make_test_settings, wait_until
@@ -19,7 +19,8 @@ def work(job):
     return {"n": job.data["n"] * 2}
 
 
-SPEC = QueueSpec(name="fake", handler=work, concurrency=2, retries=0)
+SPEC = QueueSpec(name="fake", handler=work, concurrency=2, retries=0,
+                 schedules=[Schedule(name="tick", every=1, data={"n": 5})])
 
 
 @pytest.fixture
@@ -43,6 +44,14 @@ def test_every_script_runs_on_fakeredis(fake):
     assert m.remove_job("fake", "ok") is True
     m.add_job("fake", "later", {"n": 1}, delay=0.2)
     assert h.wait("fake", "later").result == {"n": 2}
+    m.add_job("fake", "parked", {"n": 1}, delay=3600)
+    assert m.cancel_job("fake", "parked") == "delayed"
+    m.add_job("fake", "first", {"n": 4}, delay=0.3)
+    m.add_job("fake", "then", {"n": 8}, depends_on=[("fake", "first")])  # blocked until "first" completes
+    assert h.wait("fake", "then").result == {"n": 16}
+    ticked = wait_until(lambda: [j for j in m.list_jobs("fake", "completed", 0, 50) if j.id.startswith("tick-")],
+                        10, message="a schedule tick to run")
+    assert ticked[0].result == {"n": 10}
 
     # A stalled job: fetched with a 1 ms lease by nobody, then taken back by the reaper.
     from jobq.keys import QueueKeys

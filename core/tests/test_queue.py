@@ -85,10 +85,20 @@ def test_bad_options_refused(qm, rclient, jobq_settings, kwargs, exc):
     assert keys_of(rclient, jobq_settings.prefix) == []
 
 
-@pytest.mark.parametrize("job_id", ["../../x", "a/b", "a:b", "", "x" * 200, "a\x00b", "\uff0e\uff0e"])
+@pytest.mark.parametrize("job_id", ["../../x", "a/b", "a:b", "", "x" * 200, "a\x00b", "\uff0e\uff0e", "ok\n"])
 def test_bad_job_ids_refused(qm, job_id):
     with pytest.raises(InvalidOptions):
         qm.add_job("plain", job_id, {})
+
+
+def test_names_with_a_trailing_newline_are_refused(qm, rclient, jobq_settings):
+    with pytest.raises(InvalidOptions, match="queue name"):
+        QueueSpec(name="screenshots\n", handler=noop)
+    with pytest.raises(UnknownQueue, match="invalid queue name"):
+        qm.add_job("plain\n", "x", {})
+    with pytest.raises(InvalidOptions, match="job id"):
+        qm.add_job("plain", "ok\n", {})
+    assert keys_of(rclient, jobq_settings.prefix) == []
 
 
 def test_non_json_data_refused(qm, rclient, jobq_settings):

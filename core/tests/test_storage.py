@@ -6,7 +6,8 @@ import pytest
 from jobq.storage import Storage, UnsafeKey, safe_key
 
 
-@pytest.mark.parametrize("bad", ["../x", "..", "a/b", "", ".hidden", "a\x00b", "x" * 200, "\uff0e\uff0e", "%2e%2e"])
+@pytest.mark.parametrize("bad", ["../x", "..", "a/b", "", ".hidden", "a\x00b", "x" * 200, "\uff0e\uff0e", "%2e%2e",
+                                 "ok\n"])
 def test_unsafe_ids_refused(bad):
     with pytest.raises(UnsafeKey):
         safe_key("reports", bad)

@@ -55,6 +55,24 @@ def test_retries_with_exponential_backoff_then_failed(jobq_harness):
     assert [e["event"] for e in events][-1] == "failed"
 
 
+def test_full_jitter_spreads_retries_below_the_exponential_delay(jobq_harness):
+    spec = QueueSpec(name="jit", handler=always_fails, retries=3, backoff=0.2, backoff_jitter=1.0, concurrency=8)
+    jobq_harness.start(spec)
+    ids = [f"j{i}" for i in range(8)]
+    jobq_harness.manager.add_jobs("jit", [(i, {}) for i in ids])
+    for i in ids:
+        assert jobq_harness.wait("jit", i).failed_attempts == 4
+    delays: dict[str, list[int]] = {}
+    for e in jobq_harness.manager.read_events("jit", count=1000):
+        if e["event"] == "retrying":
+            delays.setdefault(e["jobId"], []).append(int(e["delay"]))
+    assert sorted(delays) == ids
+    for d in delays.values():  # retry n waits uniformly in [0, 200 ms x 2^(n-1)]
+        assert len(d) == 3 and all(0 <= x <= cap for x, cap in zip(d, (200, 400, 800), strict=True))
+    firsts = [d[0] for d in delays.values()]
+    assert len(set(firsts)) > 1, f"jobs that failed together retry together: {firsts}"
+
+
 def unrecoverable(job):
     raise UnrecoverableError("bad input", code="ERR_BAD_INPUT")
 
@@ -145,19 +163,19 @@ def test_fencing_a_stale_attempt_cannot_write(jobq_settings):
             args += [job_id, tok, '{"done":1}']
         return sc.fetch(keys=keys, args=args)
 
-    _now, _lost, claimed, _ = fetch("old:")
+    _now, _lost, claimed, *_ = fetch("old:")
     stale = claimed[1].decode()
     wait_until(lambda: client.zscore(k.active, "j1") < int(client.time()[0]) * 1000, 5)
     reap = k.reap_keys()
     assert sc.reap(keys=reap, args=[1, 100, 2, k.job_prefix, 100]) == 1
-    _now, _lost, claimed, _ = fetch("new:", lease=30000)
+    _now, _lost, claimed, *_ = fetch("new:", lease=30000)
     fresh = claimed[1].decode()
     assert fresh != stale and int(claimed[2]) == 2
     assert sc.heartbeat(keys=[k.active, k.job("j1")], args=[30000, "j1", stale]) == [b"j1"]
     assert sc.progress(keys=[k.job("j1"), k.events], args=["j1", stale, '"x"', 100]) == 0
-    _now, lost, _c, _ = fetch("z:", acks=[("j1", stale)])
+    _now, lost, _c, *_ = fetch("z:", acks=[("j1", stale)])
     assert lost == [b"j1"] and m.get_job_status("f", "j1") == "active"
-    _now, lost, _c, _ = fetch("z:", acks=[("j1", fresh)])
+    _now, lost, _c, *_ = fetch("z:", acks=[("j1", fresh)])
     assert lost == [] and m.get_job("f", "j1").result == {"done": 1}
     assert m.get_job("f", "j1").stalls == 1
     client.close()
@@ -418,3 +436,44 @@ def test_job_handed_to_a_dead_worker_is_taken_back(jobq_harness, rclient):
     jobq_harness.start(spec)
     job = jobq_harness.wait("ghost", "g1")
     assert (job.state, job.result, job.stalls, job.attempts) == ("completed", {"x": 10}, 1, 2)
+
+
+
+def fail_when_asked(job):
+    if job.data.get("fail"):
+        raise UnrecoverableError("asked to fail", code="ERR_ASKED")
+    return len(job.data.get("pad", ""))
+
+
+def test_retention_by_count_trims_oldest_and_their_payloads(jobq_settings, tmp_path):
+    """At most N completed and M failed jobs are kept per queue, oldest first out, trimmed in the
+    fetch round trips; a trimmed job's claim-checked payload is collected like an aged-out one's."""
+    from jobq.testing import Harness
+
+    settings = attrs.evolve(jobq_settings, retention_completed_count=3, retention_failed_count=2,
+                            claim_check_bytes=100)
+    h = Harness(settings)
+    try:
+        spec = QueueSpec(name="cnt", handler=fail_when_asked, retries=0)
+        h.start(spec, presence_interval=0.2)
+        refs = []
+        for i in range(8):
+            refs.append(h.manager.add_job("cnt", f"ok{i}", {"pad": "x" * 200}).payload_ref)
+            h.wait("cnt", f"ok{i}")
+        for i in range(5):
+            h.manager.add_job("cnt", f"bad{i}", {"fail": True})
+            h.wait("cnt", f"bad{i}")
+        h.manager.add_job("cnt", "last", {})
+        h.wait("cnt", "last")
+        client = redis.Redis.from_url(settings.redis_url)
+        k = QueueKeys(settings.prefix, "cnt")
+        wait_until(lambda: client.zcard(k.completed) == 3 and client.zcard(k.failed) == 2, 10)
+        assert {m.decode() for m in client.zrange(k.completed, 0, -1)} == {"ok6", "ok7", "last"}
+        assert {m.decode() for m in client.zrange(k.failed, 0, -1)} == {"bad3", "bad4"}
+        assert not client.exists(k.job("ok0")) and not client.exists(k.job("bad0"))
+        storage = Storage.from_settings(settings)
+        assert all(refs) and storage.exists(refs[7])
+        wait_until(lambda: not any(storage.exists(r) for r in refs[:6]), 10, message="trimmed blobs collected")
+        client.close()
+    finally:
+        h.close()

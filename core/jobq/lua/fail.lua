@@ -1,7 +1,8 @@
 -- Record a failed attempt: retry later with exponential backoff, defer (Retry), or fail for good.
 -- KEYS: 1 job, 2 active, 3 delayed, 4 failed, 5 events, 6 stats, 7 marker
 -- ARGV: 1 id, 2 token, 3 kind (error|fatal|defer), 4 code, 5 message, 6 stack, 7 max retries,
---       8 backoff base ms, 9 defer ms, 10 max deferrals, 11 events maxlen, 12 jitter ratio
+--       8 backoff base ms, 9 defer ms, 10 max deferrals, 11 events maxlen, 12 jitter: the share of
+--       the backoff delay to take off, drawn by the worker (QueueSpec.backoff_jitter x uniform [0, 1))
 local now = now_ms()
 local jk, id, kind, code = KEYS[1], ARGV[1], ARGV[3], ARGV[4]
 if redis.call('HGET', jk, 'token') ~= ARGV[2] then return {'LOST'} end
@@ -22,7 +23,7 @@ elseif kind == 'error' then
   if fails <= tonumber(ARGV[7]) then
     delay = tonumber(ARGV[8]) * 2 ^ (fails - 1)
     local jitter = tonumber(ARGV[12])
-    if jitter > 0 then delay = delay * (1 + jitter * math.random()) end
+    if jitter > 0 then delay = delay * (1 - jitter) end
     delay = math.floor(delay)
   end
 else
@@ -42,4 +43,5 @@ if redis.call('HDEL', jk, 'secrets') == 1 then redis.call('HSET', jk, 'scrubbed'
 redis.call('ZADD', KEYS[4], now, id)
 redis.call('HINCRBY', KEYS[6], 'failed:' .. code, 1)
 emit(KEYS[5], maxlen, 'failed', id, 'code', code)
-return {'FAILED', code}
+local base, name = job_names(jk, id)
+return {'FAILED', code, dependents_out(jk, base .. 'resolve', name, 'failed', '')}

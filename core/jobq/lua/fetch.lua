@@ -1,15 +1,16 @@
 -- One round trip per batch: acknowledge finished jobs, trim old ones, claim up to n ready jobs.
+-- Returns {now, lost ids, claim records, ms to the next delayed job, dependents queued to resolve}.
 -- KEYS: 1 wait, 2 prio, 3 delayed, 4 active, 5 completed, 6 failed, 7 meta, 8 events, 9 stats,
 --       10 gc, 11 seq, 11+i job key of ack i
 -- ARGV: 1 job key prefix, 2 lease ms, 3 n to claim, 4 token base, 5 events maxlen,
---       6 keep completed ms (-1 forever), 7 keep failed ms, 8 worker id, 9 n acks,
+--       6 keep completed "<ms>,<count>" (-1: no limit), 7 keep failed "<ms>,<count>", 8 worker id, 9 n acks,
 --       then 3 per ack: id, token, result
 local now = now_ms()
 local jp, lease, want, tbase, maxlen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local nack = tonumber(ARGV[9])
 
 local lost = {}
-local done = 0
+local done, nres = 0, 0
 for i = 1, nack do
   local b = 9 + (i - 1) * 3
   local id, tok = ARGV[b + 1], ARGV[b + 2]
@@ -20,6 +21,8 @@ for i = 1, nack do
     redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', ARGV[b + 3])
     redis.call('HDEL', jk, 'token', 'secrets', 'code', 'error', 'stack')
     emit(KEYS[8], maxlen, 'completed', id)
+    local base, name = job_names(jk, id)
+    nres = nres + dependents_out(jk, base .. 'resolve', name, 'completed', ARGV[b + 3])
     done = done + 1
   else
     lost[#lost + 1] = id
@@ -27,9 +30,18 @@ for i = 1, nack do
 end
 if done > 0 then redis.call('HINCRBY', KEYS[9], 'completed', done) end
 
-local keepc, keepf = tonumber(ARGV[6]), tonumber(ARGV[7])
+-- "<ms>,<count>", or "<ms>" alone (no count limit)
+local function keep(spec)
+  local ms, count = string.match(spec, '^(-?%d+),(-?%d+)$')
+  if ms then return tonumber(ms), tonumber(count) end
+  return tonumber(spec), -1
+end
+local keepc, keepcn = keep(ARGV[6])
+local keepf, keepfn = keep(ARGV[7])
 if keepc >= 0 then trim(KEYS[5], jp, KEYS[10], now - keepc, done + 8) end
 if keepf >= 0 then trim(KEYS[6], jp, KEYS[10], now - keepf, 8) end
+trim_count(KEYS[5], jp, KEYS[10], keepcn, done + 8)
+trim_count(KEYS[6], jp, KEYS[10], keepfn, 8)
 
 local claimed = {}
 if want > 0 and redis.call('HGET', KEYS[7], 'paused') ~= '1' then
@@ -69,4 +81,4 @@ if #claimed == 0 then
   local h = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
   if h[2] then nextdue = tonumber(h[2]) - now end
 end
-return {now, lost, claimed, nextdue}
+return {now, lost, claimed, nextdue, nres}

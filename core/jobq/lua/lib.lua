@@ -57,6 +57,21 @@ local function trim(zset, jobprefix, gc, cut, limit)
   if #old > 0 then redis.call('ZREM', zset, unpack(old)) end
 end
 
+-- Delete the oldest finished jobs beyond the count kept, a bounded batch per call.
+local function trim_count(zset, jobprefix, gc, keep, limit)
+  if keep < 0 then return end
+  local over = redis.call('ZCARD', zset) - keep
+  if over <= 0 then return end
+  local old = redis.call('ZRANGE', zset, 0, math.min(over, limit) - 1)
+  for _, id in ipairs(old) do
+    local jk = jobprefix .. id
+    local ref = redis.call('HGET', jk, 'ref')
+    if ref then redis.call('RPUSH', gc, ref) end
+    redis.call('DEL', jk)
+  end
+  if #old > 0 then redis.call('ZREM', zset, unpack(old)) end
+end
+
 -- Lease a ready job to a worker under token tok. Returns its 9 claim fields (id, token, attempt, data,
 -- name, opts, created, secrets, ref), or nil for an id whose job hash is gone.
 local function claim(jp, id, tok, worker, now, lease, active, events, maxlen)
@@ -68,4 +83,31 @@ local function claim(jp, id, tok, worker, now, lease, active, events, maxlen)
   redis.call('ZADD', active, now + lease, id)
   emit(events, maxlen, 'active', id, 'attempt', att)
   return {id, tok, att, f[1], f[2] or '', f[3] or '', f[4], f[5] or '', f[6] or ''}
+end
+
+-- The key base ("<prefix>:{<queue>}:") and the "<queue>|<id>" name of a job, from its key.
+local function job_names(jk, id)
+  local base = string.sub(jk, 1, #jk - #id - 4)
+  return base, string.match(base, '{(.-)}:$') .. '|' .. id
+end
+
+-- A job reached a terminal state: hand each job that depends on it to the queue's resolve outbox,
+-- where a worker (or the manager that cancelled it) resolves it in the dependent's own slot.
+-- Returns how many entries it queued.
+local function dependents_out(jk, outbox, dep, state, result)
+  local dn = redis.call('HGET', jk, 'dn')
+  if not dn then return 0 end
+  redis.call('HDEL', jk, 'dn')
+  local n = 0
+  for target in string.gmatch(dn, '[^\n]+') do
+    redis.call('RPUSH', outbox, cjson.encode({t = target, d = dep, s = state, r = result or ''}))
+    n = n + 1
+  end
+  return n
+end
+
+-- Remove a job from the ready structures (cancel of a waiting job).
+local function drop_ready(wait, prio, id)
+  redis.call('LREM', wait, 1, id)
+  redis.call('ZREM', prio, id)
 end

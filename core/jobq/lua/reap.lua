@@ -20,6 +20,8 @@ for _, id in ipairs(ids) do
       redis.call('ZADD', KEYS[5], now, id)
       redis.call('HINCRBY', KEYS[7], 'failed:ERR_STALLED', 1)
       emit(KEYS[6], maxlen, 'failed', id, 'code', 'ERR_STALLED')
+      local base, name = job_names(jk, id)
+      dependents_out(jk, base .. 'resolve', name, 'failed', '')
     else
       redis.call('HSET', jk, 'state', 'waiting')
       push_ready(KEYS[3], KEYS[4], KEYS[9], id, redis.call('HGET', jk, 'prio'), true)

@@ -18,6 +18,7 @@ from jobq.queue import QueueManager
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -33,6 +34,7 @@ from .intake import (
 )
 from .projects import API_KEYS, PROJECTS_FILE, ApiKeys, Project, load_projects
 from .store import ReportStore
+from .tracing import TraceRequests
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +211,7 @@ def create_app(
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        middleware=[Middleware(TraceRequests)],
     )
     app.state.intake = routes.intake
     return app

@@ -17,7 +17,7 @@ def api_command(host: str, port: int) -> None:
     Reads JOBQ_API_KEYS, JOBQ_PROJECTS_FILE, JOBQ_API_MAX_BODY, DATABASE_URL and the jobq settings
     (REDIS_URL, JOBQ_PREFIX, STORAGE_URL...) from the environment.
     """
-    from jobq import ConfigError
+    from jobq import ConfigError, tracing
 
     try:
         import uvicorn
@@ -26,6 +26,7 @@ def api_command(host: str, port: int) -> None:
     except ImportError as exc:
         raise click.ClickException(
             f"the intake API needs its extra: pip install 'jobq-bugreports[api]' ({exc.name} is missing)") from None
+    tracing.setup(configure_sdk=True)  # OTEL_* decide; off without jobq[otel]
     try:
         app = create_app()
     except (ConfigError, ValueError, ImportError) as exc:
@@ -35,7 +36,11 @@ def api_command(host: str, port: int) -> None:
         level = "info"
     # The body limit is ours, enforced while streaming; proxy headers are off: nothing here uses the
     # client address, and trusting X-Forwarded-* is a deployment decision.
-    _serve(uvicorn.Config(app, host=host, port=port, log_level=level, proxy_headers=False, server_header=False))
+    try:
+        _serve(uvicorn.Config(app, host=host, port=port, log_level=level, proxy_headers=False,
+                              server_header=False))
+    finally:
+        tracing.shutdown()
 
 
 def _serve(config: object) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import redis
 from jobq import ConfigError, EnqueueError, InvalidPayload, PayloadTooLarge, QueueSpec
+from jobq import QueueUnavailable as EnqueueUnavailable
 from jobq.queue import QueueManager
 from jobq.serialization import structure_payload
 
@@ -131,8 +132,11 @@ def plan_jobs(report_id: str, project_id: str, new: NewReport, project: Project)
         jobs.append(PlannedJob(queue=SCREENSHOTS, job_id=f"screenshot-{report_id}", data={
             "bugReportId": report_id, "projectId": project_id, "screenshotData": new.screenshot}))
     if new.replay_events:
-        jobs.append(PlannedJob(queue=REPLAYS, job_id=f"replay-{report_id}", data={
-            "bugReportId": report_id, "projectId": project_id, "replayData": new.replay_events}))
+        data: dict[str, Any] = {"bugReportId": report_id, "projectId": project_id}
+        if project.replay_privacy is not None:  # before replayData: the worker masks events as it streams them
+            data["privacy"] = project.replay_privacy
+        data["replayData"] = new.replay_events
+        jobs.append(PlannedJob(queue=REPLAYS, job_id=f"replay-{report_id}", data=data))
     summary = {"title": new.title, "description": new.description, "severity": new.severity, "url": new.url}
     for i in project.integrations:
         job_id = f"integration-{i.name}-{report_id}"
@@ -270,7 +274,7 @@ class Intake:
             log.warning("report for project %s not created: database error (%s)",
                         project_id, type(exc).__name__)
             raise StoreUnavailable(f"the report database is unavailable ({type(exc).__name__})") from None
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, OSError, EnqueueUnavailable) as exc:
             self._unwind(added)
             log.warning("report for project %s not created: enqueue failed (%s)",
                         project_id, type(exc).__name__)

@@ -1,4 +1,4 @@
-"""jobq plugin: adds the ``jobq api`` command."""
+"""jobq plugin: adds the ``jobq api`` and ``jobq reports`` commands."""
 
 from __future__ import annotations
 
@@ -13,5 +13,7 @@ if TYPE_CHECKING:
 @hookimpl
 def jobq_cli_commands(cli: click.Group) -> None:
     from .cli import api_command
+    from .reports_cli import reports_command
 
     cli.add_command(api_command)
+    cli.add_command(reports_command)

@@ -99,10 +99,24 @@ class Notification:
     recipients: list[str | dict[str, str]]  # addresses or URLs; a webhook's may be {url, secret}
 
 
+# Input types a project may let through unmasked in session replays (the replay plugin checks them again).
+REPLAY_INPUT_TYPES = frozenset({
+    "color", "date", "datetime-local", "email", "month", "number", "range", "search", "tel", "text", "time",
+    "url", "week", "textarea", "select", "checkbox", "radio", "hidden", "submit", "button", "reset", "image", "file",
+})
+_REPLAY_KEYS = {"allowInputTypes", "maskTextClasses", "maskTextAttributes"}
+
+
 @attrs.frozen(kw_only=True)
 class Project:
+    """What a project's reports enqueue besides screenshots and replays, and how its replays are masked.
+
+    :param replay_privacy: the replay job's ``privacy`` field (wire form); ``None`` masks every input.
+    """
+
     integrations: tuple[Integration, ...] = ()
     notifications: tuple[Notification, ...] = ()
+    replay_privacy: dict[str, Any] | None = None
 
 
 NO_PROJECT_CONFIG = Project()
@@ -147,7 +161,7 @@ def parse_projects(raw: Any, source: str = "projects") -> dict[str, Project]:
         except ValueError:
             raise ConfigError(f"{where}: invalid project id") from None
         body = _object(body, where)
-        _only(body, {"integrations", "notifications"}, where)
+        _only(body, {"integrations", "notifications", "replay"}, where)
         integrations = []
         for i, entry in enumerate(body.get("integrations") or []):
             w = f"{where} integrations[{i}]"
@@ -176,7 +190,9 @@ def parse_projects(raw: Any, source: str = "projects") -> dict[str, Project]:
             ))
         _unique([i.name for i in integrations], f"{where} integrations")
         _unique([n.name for n in notifications], f"{where} notifications")
-        out[project_id] = Project(integrations=tuple(integrations), notifications=tuple(notifications))
+        privacy = _replay_privacy(body["replay"], f"{where} replay") if "replay" in body else None
+        out[project_id] = Project(integrations=tuple(integrations), notifications=tuple(notifications),
+                                  replay_privacy=privacy)
     return out
 
 
@@ -189,6 +205,25 @@ def _recipient(value: object) -> bool:
         return bool(value)
     return (isinstance(value, dict) and isinstance(value.get("url"), str) and bool(value["url"])
             and set(value) <= {"url", "secret"} and all(isinstance(v, str) for v in value.values()))
+
+
+def _replay_privacy(value: Any, where: str) -> dict[str, Any]:
+    """``{allowInputTypes, maskTextClasses, maskTextAttributes}``: lists of names (see docs/plugins/replay.md)."""
+    entry = _object(value, where)
+    _only(entry, _REPLAY_KEYS, where)
+    for key, names in entry.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"{where}.{key} must be a list of names")
+    for name in entry.get("allowInputTypes", []):
+        if name == "password":
+            raise ConfigError(f"{where}.allowInputTypes: password inputs are always masked")
+        if name not in REPLAY_INPUT_TYPES:
+            raise ConfigError(f"{where}.allowInputTypes: {name[:40]!r} is not an input type; one of "
+                              f"{', '.join(sorted(REPLAY_INPUT_TYPES))}")
+    for name in entry.get("maskTextAttributes", []):
+        if not name.startswith("data-"):
+            raise ConfigError(f"{where}.maskTextAttributes: {name[:40]!r} is not a data-* attribute")
+    return {key: list(entry[key]) for key in sorted(entry)}
 
 
 def load_projects(path: str | Path | None) -> dict[str, Project]:

@@ -92,6 +92,25 @@ def test_create_enqueues_screenshot_and_replay(make_client, jobq_settings, any_s
     assert rep_data == {"bugReportId": rid, "projectId": "proj-1", "replayData": events}
 
 
+def test_the_project_replay_privacy_goes_before_the_events(make_client, jobq_settings, sqlite_store) -> None:
+    """The worker masks events as it streams them, so ``privacy`` must precede ``replayData`` in the payload."""
+    projects = parse_projects({"proj-1": {"replay": {"allowInputTypes": ["range"]}}})
+    with make_client(jobq_settings, sqlite_store, projects=projects) as client:
+        resp = client.post("/api/v1/reports", headers=H1,
+                           json={"title": "t", "sessionReplay": {"events": replay_events()}})
+        other = client.post("/api/v1/reports", headers=H2,
+                            json={"title": "t", "sessionReplay": {"events": replay_events()}})
+    assert resp.status_code == other.status_code == 201, resp.text
+    with QueueManager(jobq_settings) as qm:
+        datas = []
+        for r in (resp, other):
+            job = qm.get_job("replays", f"replay-{r.json()['id']}")
+            datas.append(job.data or json.loads(qm.storage.get(job.payload_ref)))
+    assert list(datas[0]) == ["bugReportId", "projectId", "privacy", "replayData"]
+    assert datas[0]["privacy"] == {"allowInputTypes": ["range"]}
+    assert list(datas[1]) == ["bugReportId", "projectId", "replayData"]  # proj-2: no setting, all masked
+
+
 def test_create_without_attachments_enqueues_nothing(make_client, jobq_settings, sqlite_store) -> None:
     with make_client(jobq_settings, sqlite_store) as client:
         body = {"title": "Typo", "sessionReplay": {"events": []}}
@@ -205,6 +224,19 @@ def test_redis_down_is_503_and_creates_nothing(make_client, jobq_settings, any_s
     assert resp.json()["error"]["code"] == "ERR_QUEUE_UNAVAILABLE"
     assert resp.headers["retry-after"] == "5"
     assert row_count(any_store) == 0
+
+
+def test_full_redis_is_503_and_creates_nothing(make_client, jobq_settings, jobq_redis_server, sqlite_store,
+                                                row_count) -> None:
+    full = attrs.evolve(jobq_settings, redis_url=jobq_redis_server.url)
+    jobq_redis_server.fill()
+    keys = sorted(jobq_redis_server.client.keys("*"))
+    with make_client(full, sqlite_store) as client:
+        resp = client.post("/api/v1/reports", headers=H1, json={"title": "t", "screenshot": screenshot()})
+    assert resp.status_code == 503, resp.text
+    assert resp.json()["error"]["code"] == "ERR_QUEUE_UNAVAILABLE" and "QueueFull" in resp.json()["error"]["message"]
+    assert row_count(sqlite_store) == 0
+    assert sorted(jobq_redis_server.client.keys("*")) == keys
 
 
 def test_enqueue_failing_midway_rolls_back_everything(

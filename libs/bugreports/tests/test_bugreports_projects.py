@@ -96,3 +96,29 @@ def test_webhook_recipients_with_secrets_as_notification_md_describes(tmp_path: 
     bad.write_text(json.dumps({"p1": {"notifications": [{"type": "webhook", "recipients": [{"uri": "x"}]}]}}))
     with pytest.raises(ConfigError, match=r"recipients must be a non-empty list of strings or \{url, secret\}"):
         load_projects(bad)
+
+
+def test_replay_privacy_from_the_projects_file(tmp_path: Path) -> None:
+    (tmp_path / "p.toml").write_text(
+        '[proj-1.replay]\nallowInputTypes = ["range", "checkbox"]\nmaskTextClasses = ["private"]\n'
+        'maskTextAttributes = ["data-private"]\n[proj-2]\n')
+    projects = load_projects(tmp_path / "p.toml")
+    assert projects["proj-1"].replay_privacy == {"allowInputTypes": ["range", "checkbox"],
+                                                 "maskTextAttributes": ["data-private"],
+                                                 "maskTextClasses": ["private"]}
+    assert projects["proj-2"].replay_privacy is None  # every input masked
+
+
+@pytest.mark.parametrize(
+    ("replay", "needle"),
+    [({"allowInputTypes": ["password"]}, "replay.allowInputTypes: password inputs are always masked"),
+     ({"allowInputTypes": ["range", "ssn"]}, "replay.allowInputTypes: 'ssn' is not an input type"),
+     ({"allowInputTypes": "range"}, "replay.allowInputTypes must be a list of names"),
+     ({"maskTextAttributes": ["aria-label"]}, "replay.maskTextAttributes: 'aria-label' is not a data-* attribute"),
+     ({"maskInputs": False}, "replay: unknown key(s) maskInputs"),
+     ([], "replay must be an object")],
+)
+def test_replay_privacy_errors_name_the_field(replay: object, needle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_projects({"proj-1": {"replay": replay}})
+    assert needle in str(exc.value) and "proj-1" in str(exc.value)

@@ -28,6 +28,7 @@ import attrs
 import httpx
 from jobq import JobContext, JobFailed, Retry, Settings, UnrecoverableError
 from jobq.outbound import describe_url
+from jobq.redaction import secrets_in_logs
 
 from .errors import InvalidField, ProtocolError, ReportNotFound
 from .fields import structure
@@ -36,6 +37,7 @@ from .lock import report_lock
 from .payload import SEVERITIES, IntegrationJob
 from .platform import ExternalIssue, Platform, Report, Sync
 from .redact import Redactor
+from .references import resolve_references
 from .registry import Registry, default_registry
 
 TIMEOUT_ENV = "JOBQ_INTEGRATION_HTTP_TIMEOUT"
@@ -185,29 +187,6 @@ async def no_lock(_platform: str, _marker: str) -> AsyncIterator[None]:
     yield
 
 
-ENV_REFERENCE = "env:"
-
-
-def resolve_references(credentials: Any) -> Any:
-    """Replace ``"env:NAME"`` credential values with the worker's ``NAME`` environment variable.
-
-    A project can then name a secret instead of carrying it: the token never enters Redis, the
-    report store or the API. A reference to an unset variable fails the job (no retry helps).
-    """
-    if not isinstance(credentials, dict):
-        return credentials
-    out = {}
-    for key, value in credentials.items():
-        if isinstance(value, str) and value.startswith(ENV_REFERENCE):
-            name = value[len(ENV_REFERENCE):]
-            if not name or name not in os.environ:
-                raise InvalidField(f"credentials.{key}", f"refers to environment variable {name!r}, "
-                                   "which is not set on the worker")
-            value = os.environ[name]
-        out[key] = value
-    return out
-
-
 async def run_sync(payload: IntegrationJob, *, job_id: str, attempt: int, since: float, store: Store,
                    client: httpx.AsyncClient, registry: Registry, settings: IntegrationSettings,
                    lock: Lock = no_lock, progress: Callable[[Any], None] = lambda _v: None) -> dict[str, Any]:
@@ -236,7 +215,8 @@ async def run_sync(payload: IntegrationJob, *, job_id: str, attempt: int, since:
         existing = previous_issue(row, platform.name, target)
 
         progress("3/4")
-        issue, status = await _call_platform(platform, sync, existing, redact)
+        with secrets_in_logs(redact.values):  # a vendor echoing the token into headers meets DEBUG loggers
+            issue, status = await _call_platform(platform, sync, existing, redact)
 
         progress("4/4")
         record = {"externalId": issue.external_id, "externalUrl": issue.external_url, "status": status,

@@ -33,6 +33,11 @@ class Redactor:
                 found |= variants(s)
         self._secrets = sorted(found, key=len, reverse=True)
 
+    @property
+    def values(self) -> list[str]:
+        """Every form of every secret, longest first."""
+        return list(self._secrets)
+
     def __call__(self, text: object, limit: int = MAX_MESSAGE) -> str:
         out = redact(str(text), self._secrets)
         if len(out) > limit:

@@ -1,9 +1,9 @@
 """Turn a report into each vendor's text format: Markdown, Atlassian Document Format, Slack mrkdwn.
 
-Report text comes from end users, so rendering neutralises what would act on the tracker rather
-than display: Slack's ``<!channel>``/``<@U…>`` pings, GitHub ``@mention`` notifications, and
-HTML comments (where jobq hides its own marker). Links are only ever built from validated
-http(s) URLs.
+Report text comes from end users, so rendering shows it as written and neutralises whatever would
+act on the tracker rather than display: Slack's ``<!channel>``/``<@U…>`` pings; in Markdown every
+construct (links, images, raw HTML, code, headings, lists, tables), ``@mention`` notifications,
+issue references and autolinked URLs. Links are only ever built from validated http(s) URLs.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 from .platform import Report
 
 TRUNCATED = "… (truncated)"
-_MENTION = re.compile(r"(?<![\w`])@(?=[A-Za-z0-9])")
 _LINK = re.compile(r"https?://[^\s<>\"`]+", re.IGNORECASE)
+ZWSP = "\u200b"
 
 
 def clip(text: str, limit: int) -> str:
@@ -54,31 +54,73 @@ def footer(report: Report) -> str:
 
 # --- Markdown (GitHub, Linear) ---------------------------------------------------------------
 
-def markdown_text(text: str, *, mentions: bool) -> str:
-    """User text made inert: HTML comments opened as text, ``@name`` pings broken (GitHub)."""
-    text = text.replace("<!--", "&lt;!--")
-    if not mentions:
-        text = _MENTION.sub("@\u200b", text)
-    return text
+# Backslash-escaped anywhere: they open emphasis, code, links, images, raw HTML, entities, tables,
+# strikethrough, math and headings. CommonMark shows an escaped punctuation character as itself.
+_MD_SPECIAL = re.compile(r"[\\`*_\[\]<>&#|~$]")
+# Escaped at the start of a line only: list items, setext underlines, thematic breaks, ordered lists.
+_LINE_START = re.compile(r"\A([-+=]|\d{1,9}(?=[.)]))")
+# A zero-width space keeps these from turning into notifications or links, invisibly: @mentions and
+# e-mail autolinks, URL autolinks (scheme://, www.), issue references (#12, GH-12), :emoji: codes.
+_INERT = re.compile(r"@|:(?=//)|(?i:www)(?=\.)|(?<=\\#)(?=\d)|(?i:gh-)(?=\d)|:(?=[a-z0-9_+-]+:)")
 
 
-def markdown(report: Report, *, marker: str | None, limit: int, mentions: bool = False) -> str:
+def _escape(m: re.Match[str]) -> str:
+    # Angle brackets as entities, so the raw body never holds "<!--" (a planted marker)
+    return {"<": "&lt;", ">": "&gt;"}.get(m.group(0)) or "\\" + m.group(0)
+
+
+def _line(line: str) -> str:
+    stripped = line.lstrip(" \t")
+    indent = line[: len(line) - len(stripped)]
+    text = _MD_SPECIAL.sub(_escape, stripped.rstrip())
+    m = _LINE_START.match(text)
+    if m:
+        end = m.end()
+        text = (text[:end] + "\\" + text[end:]) if m.group(0)[0].isdigit() else "\\" + text
+    text = _INERT.sub(lambda m: m.group(0) + ZWSP, text)
+    # Four spaces would start a code block and renderers trim a paragraph's first line: leading
+    # whitespace becomes no-break space entities, shown alike.
+    return indent.replace("\t", "    ").replace(" ", "&nbsp;") + text
+
+
+def markdown_text(text: str) -> str:
+    """User text as Markdown that renders exactly as written, with no live construct in it.
+
+    Lines keep their breaks (a hard break each) and blank lines separate paragraphs.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    paragraphs = re.split(r"\n[ \t]*\n(?:[ \t]*\n)*", text.strip("\n"))
+    out = []
+    for para in paragraphs:
+        lines = [_line(x) for x in para.split("\n")]
+        out.append("  \n".join(lines))
+    return "\n\n".join(x for x in out if x)
+
+
+def _fitted(text: str, room: int) -> str:
+    """``markdown_text(text)`` in at most ``room`` characters, the text cut (saying so) if needed."""
+    cut = min(len(text), room)
+    while cut > 0:
+        out = markdown_text(clip(text, cut))
+        if len(out) <= room:
+            return out
+        cut = min(cut - 1, cut * room // len(out))
+    return ""
+
+
+def markdown(report: Report, *, marker: str | None, limit: int) -> str:
     """The issue body; ``marker`` is appended as an HTML comment that renders as nothing."""
     lines = []
     for label, text, link in facts(report):
-        if link:
-            value = f"<{link}>"
-        elif label == "Page":  # a URL we will not link (not http/https): shown as code, inert
-            value = "`" + text.replace("`", "'") + "`"
-        else:
-            value = markdown_text(text, mentions=mentions)
+        # not linked: shown as written (a Page URL that is not http/https included)
+        value = f"<{link}>" if link else markdown_text(" ".join(text.split()))
         lines.append(f"**{label}:** {value}")
     head = "  \n".join(lines)
     tail = f"\n\n---\n<sub>{footer(report)}</sub>"
     if marker:
         tail += f"\n<!-- {marker} -->"
     room = limit - len(head) - len(tail) - 2
-    body = clip(markdown_text(report.description.strip(), mentions=mentions), max(room, 0))
+    body = _fitted(report.description.strip(), max(room, 0))
     return head + ("\n\n" + body if body else "") + tail
 
 

@@ -35,7 +35,7 @@ def test_create_then_update(github: FakeGitHub, sync: Any, store: Any) -> None:
     assert f"<!-- {marker_for('p1', 'b1')} -->" in body
     assert "**Severity:** critical" in body and "<https://app.example/editor>" in body
     assert "@\u200boctocat" in body, "a reporter's @mention must not notify anyone"
-    assert "&lt;!-- jobq-0000 -->" in body, "a reporter cannot plant a marker"
+    assert "&lt;!-- jobq-0000 --&gt;" in body, "a reporter cannot plant a marker"
     req = github.calls("issues/create")[0].request
     assert req.headers["authorization"] == f"Bearer {TOKEN}"
     assert req.headers["x-github-api-version"] == "2022-11-28"

@@ -68,6 +68,8 @@ def test_disabled_platform_is_unknown(sync: Any, monkeypatch: pytest.MonkeyPatch
     ({"report": {"title": "t", "url": "javascript:alert(1)"}}, "report.url"),
     ({"report": {"title": "t", "severity": "urgent"}}, "severity"),
     ({"bugReportId": "../etc"}, "bugReportId"),
+    ({"bugReportId": "ok\n"}, "bugReportId"),
+    ({"platform": "jira\n"}, "platform"),
 ])
 def test_bad_fields_are_refused_at_enqueue_naming_the_field(change: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidPayload) as info:
@@ -255,12 +257,49 @@ def test_a_held_report_lock_defers_the_second_sync(jira: FakeJira, sync: Any) ->
 
 
 def test_credential_references_resolve_from_the_worker_environment(monkeypatch):
-    from jobq_plugin_integration.errors import InvalidField
-    from jobq_plugin_integration.pipeline import resolve_references
+    from jobq_plugin_integration.references import resolve_references
 
-    monkeypatch.setenv("JOBQ_TEST_GH_TOKEN", "ghp_from_env")
-    assert resolve_references({"token": "env:JOBQ_TEST_GH_TOKEN", "email": "a@b.c"}) == {
+    monkeypatch.setenv("JOBQ_CREDENTIAL_GH_TOKEN", "ghp_from_env")
+    assert resolve_references({"token": "env:JOBQ_CREDENTIAL_GH_TOKEN", "email": "a@b.c"}) == {
         "token": "ghp_from_env", "email": "a@b.c"}
-    monkeypatch.delenv("JOBQ_TEST_GH_TOKEN")
+    monkeypatch.delenv("JOBQ_CREDENTIAL_GH_TOKEN")
+    with pytest.raises(InvalidField, match=r"credentials\.token: .*not set on the worker"):
+        resolve_references({"token": "env:JOBQ_CREDENTIAL_GH_TOKEN"})
+
+
+@pytest.mark.parametrize("name", ["AWS_SECRET_ACCESS_KEY", "DATABASE_URL", "JOBQ_CREDENTIAL_", "jobq_credential_x",
+                                  "JOBQ_CREDENTIAL_X\n", "", "A=B"])
+def test_references_only_read_the_names_the_operator_allows(monkeypatch, name):
+    from jobq_plugin_integration.references import resolve_references
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-value")
+    with pytest.raises(InvalidField) as info:
+        resolve_references({"token": f"env:{name}"})
+    assert info.value.field == "credentials.token" and "JOBQ_CREDENTIAL_ENV_ALLOW" in str(info.value)
+    assert "aws-secret-value" not in str(info.value)
+
+
+def test_the_allow_list_admits_exact_names(monkeypatch):
+    from jobq_plugin_integration.references import resolve_references
+
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_legacy")
+    monkeypatch.setenv("GITHUB_TOKEN_2", "ghp_other")
+    monkeypatch.setenv("JOBQ_CREDENTIAL_ENV_ALLOW", " GITHUB_TOKEN ,LINEAR_KEY")
+    assert resolve_references({"token": "env:GITHUB_TOKEN"}) == {"token": "ghp_legacy"}
     with pytest.raises(InvalidField, match=r"credentials\.token"):
-        resolve_references({"token": "env:JOBQ_TEST_GH_TOKEN"})
+        resolve_references({"token": "env:GITHUB_TOKEN_2"})
+    monkeypatch.setenv("JOBQ_CREDENTIAL_ENV_ALLOW", "GITHUB_TOKEN,not a name")
+    with pytest.raises(ConfigError, match="JOBQ_CREDENTIAL_ENV_ALLOW: 'not a name'"):
+        resolve_references({"token": "env:GITHUB_TOKEN"})
+
+
+def test_a_producer_cannot_send_a_worker_secret_to_its_own_host(sync, jira, monkeypatch):
+    """The attack from issue 14: any variable, sent as the API token to a URL the producer chose."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-value")
+    with pytest.raises(InvalidField) as info:
+        sync(jira_job(jira.url, credentials={"email": "dev@example.com", "apiToken": "env:AWS_SECRET_ACCESS_KEY"}))
+    assert info.value.code == "ERR_INVALID_PAYLOAD" and info.value.field == "credentials.apiToken"
+    assert jira.exchanges == [], "no request may leave the worker"
+    monkeypatch.setenv("JOBQ_CREDENTIAL_JIRA", "jira-api-token")
+    result = sync(jira_job(jira.url, credentials={"email": "dev@example.com", "apiToken": "env:JOBQ_CREDENTIAL_JIRA"}))
+    assert result["status"] == "created"

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,8 @@ import jobq_plugin_integration
 import pytest
 import redis
 from click.testing import CliRunner
-from jobq.testing import Harness
+from jobq.queue import QueueManager
+from jobq.testing import Harness, wait_until
 from jobq_plugin_integration.testing import FakeGitHub, FakeJira, FakeLinear, FakeSlack
 
 CANARY = "CANARY-7f3a9c1e5d"
@@ -100,3 +105,28 @@ def test_worker_records_and_redis_hold_no_credentials(jobq_harness: Harness, sto
             result = CliRunner().invoke(cli, ["job", "integrations", job_id, *extra])
             assert result.exit_code == 0, result.output
             assert job_id in result.output and CANARY not in result.output
+
+
+def test_a_token_echoed_in_response_headers_stays_out_of_a_debug_log(jobq_settings: Any, store: Any) -> None:
+    """``jobq --log-level DEBUG run``: httpcore logs every response header verbatim. The token comes
+    from an ``env:`` reference, so only the pipeline knows its value; a vendor echoes it in headers."""
+    (spec,) = jobq_plugin_integration.jobq_queues()
+    env = {**os.environ, "REDIS_URL": jobq_settings.redis_url, "JOBQ_PREFIX": jobq_settings.prefix,
+           "JOBQ_CREDENTIAL_GITHUB": CANARY, "WORKER_TYPES": "integrations"}
+    with FakeGitHub(token="another-token") as github, QueueManager(jobq_settings, [spec]) as qm:
+        github.fail_next(401, json={"message": "Bad credentials"},
+                         headers={"X-Echo": f"Bearer {CANARY}", "X-Request-Context": CANARY})
+        job = {**canary_job("github", github), "credentials": {"token": "env:JOBQ_CREDENTIAL_GITHUB"}}
+        qm.add_job("integrations", "echo-1", job)
+        worker = subprocess.Popen([str(Path(sys.executable).with_name("jobq")), "--log-level", "DEBUG", "run"],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            failed = wait_until(lambda: (j := qm.get_job("integrations", "echo-1")) and j.state == "failed" and j,
+                                30, message="the sync to fail")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, log_text = worker.communicate(timeout=30)
+    assert failed.failure.code == "ERR_AUTH"
+    assert "receive_response_headers.complete" in log_text and "X-Request-Context" in log_text, \
+        "httpcore must have logged the response headers for this test to mean anything"
+    assert CANARY not in log_text

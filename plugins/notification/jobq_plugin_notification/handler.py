@@ -18,6 +18,7 @@ from typing import Any
 
 from jobq import JobContext, JobFailed, Retry, UnrecoverableError
 from jobq.outbound import async_http_client
+from jobq.redaction import secrets_in_logs
 from jobq_bugreports.store import DATABASE_URL, DEFAULT_URL, REPORTS_TABLE, SEVERITIES, ReportStore
 
 from .config import ConfigInvalid, NotificationConfig
@@ -244,4 +245,6 @@ async def send_notification(job: JobContext) -> dict[str, Any]:
         raise UnrecoverableError(
             f"bug report {data.bug_report_id} belongs to another project", code="ERR_PROJECT_MISMATCH"
         )
-    return await Delivery(job, data, cfg, store).run(row)
+    delivery = Delivery(job, data, cfg, store)
+    with secrets_in_logs(delivery.scrub.secrets):  # webhook URLs and tokens, should a server echo them
+        return await delivery.run(row)

@@ -18,12 +18,12 @@ from jobq_bugreports.store import ReportStore
 from .outcome import Outcome
 from .recipients import Recipient
 
-_KEY_PART = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_KEY_PART = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def job_key(job_id: str) -> str:
     """The job id when it fits a metadata key part (64 characters), else a hash of it."""
-    if _KEY_PART.match(job_id):
+    if _KEY_PART.fullmatch(job_id):
         return job_id
     return "h" + hashlib.sha256(job_id.encode()).hexdigest()[:40]
 

@@ -28,7 +28,7 @@ ERR_MISSING_SECRET = "ERR_MISSING_SECRET"
 
 DEFAULT_RETRY_AFTER = 30.0
 MAX_RETRY_AFTER = 3600.0
-_SAFE_BODY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_SAFE_BODY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 @attrs.frozen
@@ -92,7 +92,7 @@ def from_response(response: httpx.Response, *, body_hint: bool = False) -> Outco
     hint = ""
     if body_hint:
         text = response.text.strip()
-        if _SAFE_BODY.match(text):
+        if _SAFE_BODY.fullmatch(text):
             hint = f" ({text})"
     if status == 429:
         delay = retry_after_seconds(response.headers.get("retry-after"))

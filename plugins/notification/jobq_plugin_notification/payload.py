@@ -20,17 +20,17 @@ MAX_DESCRIPTION = 64 * 1024
 MAX_URL = 2048
 SEVERITIES = ("low", "medium", "high", "critical")
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-_EVENT = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_EVENT = re.compile(r"[a-z][a-z0-9_.]{0,63}")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # A deliberately plain addr-spec: no quoted local parts, comments, IP literals or whitespace, so no
 # header injection and nothing a mail server reads differently from us.
-EMAIL = re.compile(rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$")
-SECRET = re.compile(r"^whsec_[A-Za-z0-9+/=_-]{16,200}$")
+EMAIL = re.compile(rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
+SECRET = re.compile(r"whsec_[A-Za-z0-9+/=_-]{16,200}")
 
 
 def _id(_inst: Any, attr: attrs.Attribute, value: Any) -> None:
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         raise ValueError(f"'{attr.name}' must be 1-128 characters of A-Z a-z 0-9 _ -, starting with a letter or digit")
 
 
@@ -64,7 +64,7 @@ class Report:
 
 
 def is_email(value: str) -> bool:
-    return len(value) <= 254 and bool(EMAIL.match(value))
+    return len(value) <= 254 and bool(EMAIL.fullmatch(value))
 
 
 def is_http_url(value: str) -> bool:
@@ -83,7 +83,7 @@ def secret_list(value: Any) -> list[str] | None:
     items = value.split() if isinstance(value, str) else value
     if not isinstance(items, list) or not items or len(items) > 5:
         return None
-    if not all(isinstance(s, str) and SECRET.match(s) for s in items):
+    if not all(isinstance(s, str) and SECRET.fullmatch(s) for s in items):
         return None
     return list(items)
 
@@ -123,7 +123,7 @@ class NotificationJob:
 
     @event.validator
     def _check_event(self, _attr: attrs.Attribute, value: Any) -> None:
-        if not isinstance(value, str) or not _EVENT.match(value):
+        if not isinstance(value, str) or not _EVENT.fullmatch(value):
             raise ValueError("'event' must be a lower-case word like 'created' or 'status_changed'")
 
     def __attrs_post_init__(self) -> None:

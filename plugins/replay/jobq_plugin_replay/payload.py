@@ -11,6 +11,7 @@ from jobq_bugreports.store import check_id
 
 from . import settings as replay_settings
 from .events import check_events
+from .masking import parse_privacy
 
 
 def _safe_id(_inst: object, attribute: attrs.Attribute, value: object) -> None:
@@ -28,12 +29,19 @@ def _events(_inst: object, _attribute: attrs.Attribute, value: object) -> None:
     check_events(value, replay_settings.current().max_events)
 
 
+def _privacy(_inst: object, _attribute: attrs.Attribute, value: object) -> None:
+    parse_privacy(value)
+
+
 @attrs.frozen(kw_only=True)
 class ReplayJob:
-    """``{bugReportId, projectId, replayData}`` on the wire.
+    """``{bugReportId, projectId, privacy, replayData}`` on the wire.
 
     :param bug_report_id: the bug report the replay belongs to; a storage path segment.
     :param project_id: the report's project; a storage path segment.
+    :param privacy: what the project lets through unmasked (:func:`~.masking.parse_privacy`'s
+        wire form); ``None`` masks every input. The intake fills it from the projects file. Send it
+        before ``replayData``: a streamed payload is masked as it is read.
     :param replay_data: the rrweb events (objects with an integer ``type`` and a numeric
         ``timestamp`` in ms), in any order. Typed ``Any`` on purpose: the converter then hands
         the list through untouched (a ``list[...]`` type would copy it, and would turn a string
@@ -42,4 +50,5 @@ class ReplayJob:
 
     bug_report_id: str = attrs.field(validator=_safe_id)
     project_id: str = attrs.field(validator=_safe_id)
+    privacy: Any = attrs.field(default=None, validator=_privacy)
     replay_data: Any = attrs.field(validator=_events, repr=lambda v: f"<{len(v)} events>")

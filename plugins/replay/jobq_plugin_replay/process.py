@@ -1,4 +1,4 @@
-"""The ``replays`` handler: parse and validate → chunk → gzip → upload → manifest → record.
+"""The ``replays`` handler: parse, validate and mask → chunk → gzip → upload → manifest → record.
 
 Two phases, so bad input never leaves half a replay in storage: the payload is streamed once
 (size cap, nesting guard, per-event validation, re-encoding into a spool), then the spooled
@@ -15,24 +15,29 @@ import threading
 import time
 from typing import Any
 
-import orjson
 from jobq import JobContext, JobFailed
 from jobq.config import Settings
 from jobq.storage import Storage, UnsafeKey, safe_part
 from jobq_bugreports.store import ProjectMismatch, ReportStore, check_id
 
 from . import settings as replay_settings
-from .chunking import iter_chunks
-from .errors import ERR_PAYLOAD_TOO_LARGE, ERR_REPORT_STORE, ReplayRejected, StorageWriteFailed
+from .chunking import count_chunks, iter_chunks
+from .errors import (
+    ERR_PAYLOAD_TOO_LARGE,
+    ERR_REPORT_STORE,
+    ERR_TOO_MANY_CHUNKS,
+    ReplayRejected,
+    StorageWriteFailed,
+)
 from .events import check_count, check_event, encode_event
 from .manifest import (
-    build_manifest,
-    chunk_entry,
+    ManifestWriter,
     chunk_key,
     manifest_key,
     replay_folder,
     stale_chunk_keys,
 )
+from .masking import Masker, parse_privacy
 from .reader import ReplayReader
 from .spool import EventSpool
 
@@ -57,28 +62,29 @@ def process_replay(job: JobContext) -> dict[str, Any]:
     storage = current_storage()
     with EventSpool(cfg.spool_memory_bytes) as spool:
         try:
-            _read(reader, spool, cfg.max_events)
+            masker = _read(reader, spool, cfg.max_events)
+            _check_chunk_count(spool, cfg)
         except ReplayRejected as exc:
             _record_refusal(reader.ids, job, exc)
             raise
         bug_report_id, project_id = reader.ids["bugReportId"], reader.ids["projectId"]
         folder = replay_folder(project_id, bug_report_id)
         _check_owner(bug_report_id, project_id)
-        entries = []
         total = len(spool)
-        written = 0
-        for chunk in iter_chunks(spool.ordered(), window_ms=cfg.window_ms, level=cfg.gzip_level):
-            _put(storage, chunk_key(folder, chunk), chunk.data)
-            entries.append(chunk_entry(chunk))
-            written += chunk.event_count
-            progress.update(READ_SHARE + UPLOAD_SHARE * written / total)
-        out_of_order = spool.out_of_order
-        raw_size = spool.raw_size
-    manifest = build_manifest(bug_report_id=bug_report_id, project_id=project_id, chunks=entries,
-                              window_ms=cfg.window_ms, gzip_level=cfg.gzip_level, out_of_order=out_of_order)
-    metadata_key = manifest_key(folder)
-    _put(storage, metadata_key, orjson.dumps(manifest))
-    _remove_stale_chunks(storage, folder, len(entries), job)
+        with ManifestWriter(bug_report_id=bug_report_id, project_id=project_id, window_ms=cfg.window_ms,
+                            idle_ms=cfg.idle_ms, max_chunk_bytes=cfg.max_chunk_bytes,
+                            gzip_level=cfg.gzip_level) as writer:
+            for chunk in iter_chunks(spool.ordered(), window_ms=cfg.window_ms, idle_ms=cfg.idle_ms,
+                                     max_chunk_bytes=cfg.max_chunk_bytes, level=cfg.gzip_level):
+                _put(storage, chunk_key(folder, chunk), chunk.data)
+                writer.add(chunk)
+                progress.update(READ_SHARE + UPLOAD_SHARE * writer.event_count / total)
+            out_of_order = spool.out_of_order
+            raw_size = spool.raw_size
+            manifest = writer.finish(out_of_order=out_of_order, masking=masker.counts)
+            metadata_key = manifest_key(folder)
+            _put_file(storage, metadata_key, writer.path)
+    _remove_stale_chunks(storage, folder, manifest["chunkCount"], job)
     result = {
         "replayUrl": storage.url(folder) + "/",
         "metadataUrl": storage.url(metadata_key),
@@ -102,22 +108,36 @@ def process_replay(job: JobContext) -> dict[str, Any]:
     return result
 
 
-def _read(reader: ReplayReader, spool: EventSpool, max_events: int) -> None:
-    """Phase one: the whole payload validated and spooled; nothing written anywhere yet."""
+def _read(reader: ReplayReader, spool: EventSpool, max_events: int) -> Masker:
+    """Phase one: the whole payload validated, masked and spooled; nothing written anywhere yet."""
     try:
         for name, value in reader.start().items():
             _check_id(name, value)  # fail fast, before reading megabytes
+        masker = Masker(parse_privacy(reader.privacy))
         append = spool.append
+        mask = masker.mask
         for index, event in enumerate(reader.events()):
             if index >= max_events:
                 raise ReplayRejected(ERR_PAYLOAD_TOO_LARGE,
                                      f"replayData has more than {max_events} events (REPLAY_MAX_EVENTS)")
-            append(check_event(event, index), encode_event(event, index))
+            timestamp = check_event(event, index)
+            mask(event)  # before the event reaches the spool's file: typed text is never written
+            append(timestamp, encode_event(event, index))
     finally:
         reader.close()
     check_count(len(spool), max_events)
     for name, value in reader.ids.items():
         _check_id(name, value)
+    return masker
+
+
+def _check_chunk_count(spool: EventSpool, cfg: replay_settings.ReplaySettings) -> None:
+    """Refuse, before writing anything, a replay that would be stored as more than ``max_chunks`` chunks."""
+    count = count_chunks(spool.ordered_sizes(), window_ms=cfg.window_ms, idle_ms=cfg.idle_ms,
+                         max_chunk_bytes=cfg.max_chunk_bytes)
+    if count > cfg.max_chunks:
+        raise ReplayRejected(ERR_TOO_MANY_CHUNKS,
+                             f"replayData would make {count} chunks, over REPLAY_MAX_CHUNKS={cfg.max_chunks}")
 
 
 def _record_refusal(ids: dict[str, str], job: JobContext, exc: ReplayRejected) -> None:
@@ -155,6 +175,15 @@ def _put(storage: Storage, key: str, data: bytes) -> None:
     except UnsafeKey:
         raise
     except Exception as exc:  # any backend error: the write is retried with the whole job
+        raise StorageWriteFailed(f"could not write {key} ({type(exc).__name__})") from exc
+
+
+def _put_file(storage: Storage, key: str, path: str) -> None:
+    try:
+        storage.put_file(key, path, content_type="application/json")
+    except UnsafeKey:
+        raise
+    except Exception as exc:
         raise StorageWriteFailed(f"could not write {key} ({type(exc).__name__})") from exc
 
 

@@ -15,7 +15,11 @@ MAX_DEPTH = "REPLAY_MAX_DEPTH"
 CHUNK_SECONDS = "REPLAY_CHUNK_SECONDS"
 GZIP_LEVEL = "REPLAY_GZIP_LEVEL"
 SPOOL_MEMORY_BYTES = "REPLAY_SPOOL_MEMORY_BYTES"
-ENV_NAMES = (MAX_BYTES, MAX_EVENTS, MAX_DEPTH, CHUNK_SECONDS, GZIP_LEVEL, SPOOL_MEMORY_BYTES)
+IDLE_SECONDS = "REPLAY_IDLE_SECONDS"
+MAX_CHUNK_BYTES = "REPLAY_MAX_CHUNK_BYTES"
+MAX_CHUNKS = "REPLAY_MAX_CHUNKS"
+ENV_NAMES = (MAX_BYTES, MAX_EVENTS, MAX_DEPTH, CHUNK_SECONDS, GZIP_LEVEL, SPOOL_MEMORY_BYTES, IDLE_SECONDS,
+             MAX_CHUNK_BYTES, MAX_CHUNKS)
 _FIELDS = {
     MAX_BYTES: ("max_bytes", int),
     MAX_EVENTS: ("max_events", int),
@@ -23,6 +27,9 @@ _FIELDS = {
     CHUNK_SECONDS: ("chunk_seconds", float),
     GZIP_LEVEL: ("gzip_level", int),
     SPOOL_MEMORY_BYTES: ("spool_memory_bytes", int),
+    IDLE_SECONDS: ("idle_seconds", float),
+    MAX_CHUNK_BYTES: ("max_chunk_bytes", int),
+    MAX_CHUNKS: ("max_chunks", int),
 }
 
 
@@ -42,6 +49,11 @@ class ReplaySettings:
     :param gzip_level: zlib level of the chunks (chosen by measurement: see the docs).
     :param spool_memory_bytes: the re-encoded events stay in memory up to this size, then spill
         to a temporary file (``TMPDIR``).
+    :param idle_seconds: a pause between two events longer than this is not activity: it does
+        not count towards a chunk's ``chunk_seconds``.
+    :param max_chunk_bytes: most bytes of JSON in one chunk (an event larger than that has its own).
+    :param max_chunks: most chunks in one replay; it is then stored as at most ``max_chunks + 1``
+        objects (the manifest). A replay that would need more is refused (``ERR_TOO_MANY_CHUNKS``).
     """
 
     max_bytes: int = attrs.field(default=100 * 1024 * 1024, validator=_positive)
@@ -50,6 +62,9 @@ class ReplaySettings:
     chunk_seconds: float = attrs.field(default=30.0, validator=_positive)
     gzip_level: int = attrs.field(default=6)
     spool_memory_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=attrs.validators.ge(0))
+    idle_seconds: float = attrs.field(default=10.0, validator=_positive)
+    max_chunk_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
+    max_chunks: int = attrs.field(default=2000, validator=_positive)
 
     @gzip_level.validator
     def _check_level(self, _attribute: attrs.Attribute, value: int) -> None:
@@ -59,6 +74,10 @@ class ReplaySettings:
     @property
     def window_ms(self) -> float:
         return self.chunk_seconds * 1000.0
+
+    @property
+    def idle_ms(self) -> float:
+        return self.idle_seconds * 1000.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReplaySettings:

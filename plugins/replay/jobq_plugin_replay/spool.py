@@ -94,6 +94,13 @@ class EventSpool:
             f.seek(start)
             yield ts[i], f.read(ends[i] - start)
 
+    def ordered_sizes(self) -> Iterator[tuple[float, int]]:
+        """Yield ``(timestamp, body size)`` in the order of :meth:`ordered`, without reading a body."""
+        ts = self._timestamps
+        ends = self._ends
+        for i in (range(len(ts)) if self.in_order else self._order()):
+            yield ts[i], ends[i] - (ends[i - 1] if i else 0)
+
     def _order(self) -> Iterator[int]:
         ts = self._timestamps
         n = len(ts)

@@ -14,7 +14,8 @@ from jobq.storage import Storage
 from jobq_plugin_replay import process
 
 REPLAY_ENV = ("REPLAY_MAX_BYTES", "REPLAY_MAX_EVENTS", "REPLAY_MAX_DEPTH", "REPLAY_CHUNK_SECONDS",
-              "REPLAY_GZIP_LEVEL", "REPLAY_SPOOL_MEMORY_BYTES")
+              "REPLAY_IDLE_SECONDS", "REPLAY_MAX_CHUNK_BYTES", "REPLAY_MAX_CHUNKS", "REPLAY_GZIP_LEVEL",
+              "REPLAY_SPOOL_MEMORY_BYTES")
 
 
 def _corpus_dir() -> Path | None:
@@ -72,3 +73,23 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
         monkeypatch.delenv(name, raising=False)
     yield {"storage_dir": storage_dir, "storage": Storage(str(storage_dir)), "tmp": tmp_path}
     process.close_cached_clients()
+
+
+CHROMIUM = "/usr/bin/chromium"  # the Debian package; `playwright install` (a downloaded browser) is never used
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by Playwright, one per test session."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()

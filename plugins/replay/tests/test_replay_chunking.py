@@ -1,4 +1,4 @@
-"""Windows of 30 s aligned on the first event, gzip'd JSON arrays, no empty chunks."""
+"""Windows of 30 s of activity, gzip'd JSON arrays, no empty chunks, no chunk per event on sparse input."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import gzip
 import json
 
 import pytest
-from jobq_plugin_replay.chunking import chunk_name, iter_chunks
+from jobq_plugin_replay.chunking import chunk_name, count_chunks, iter_chunks
 from jobq_plugin_replay.events import encode_event
 from jobq_plugin_replay.samples import synthetic_events
 
@@ -34,16 +34,59 @@ def test_events_are_cut_into_windows_of_thirty_seconds_from_the_first() -> None:
 
 def test_the_boundary_belongs_to_the_next_window() -> None:
     events = [{"type": 3, "timestamp": t} for t in (0, 29_999, 30_000, 59_999.5, 60_000)]
-    assert [c.event_count for c in iter_chunks(pairs(events))] == [2, 2, 1]
+    assert [c.event_count for c in iter_chunks(pairs(events), idle_ms=30_000)] == [2, 2, 1]
 
 
-def test_a_gap_of_days_makes_no_empty_chunks() -> None:
+def test_a_gap_of_days_makes_no_chunk_at_all() -> None:
     events = [{"type": 4, "timestamp": 0}, {"type": 2, "timestamp": 10},
-              {"type": 3, "timestamp": 3 * DAY_MS}, {"type": 3, "timestamp": 3 * DAY_MS + 29_000}]
+              {"type": 3, "timestamp": 3 * DAY_MS}, {"type": 3, "timestamp": 3 * DAY_MS + 9_000}]
     chunks = list(iter_chunks(pairs(events)))
-    assert [c.event_count for c in chunks] == [2, 2]
-    assert chunks[1].window == 3 * DAY_MS // 30_000
-    assert unpack(chunks) == [events[:2], events[2:]]
+    assert [c.event_count for c in chunks] == [4]  # 10 ms + 9 s of activity
+    assert unpack(chunks) == [events]
+
+
+def test_pauses_longer_than_idle_are_not_activity() -> None:
+    # 5 s apart: all activity, 6 events per 30 s. 11 s apart: all idle, one chunk.
+    busy = [{"type": 3, "timestamp": i * 5_000} for i in range(12)]
+    assert [c.event_count for c in iter_chunks(pairs(busy))] == [6, 6]
+    quiet = [{"type": 3, "timestamp": i * 11_000} for i in range(100)]
+    assert [c.event_count for c in iter_chunks(pairs(quiet))] == [100]
+    # activity continues across a pause: 20 s busy, a day idle, 20 s busy -> 30 s + 10 s
+    both = [{"type": 3, "timestamp": t} for t in (*range(0, 20_001, 1_000), *range(DAY_MS, DAY_MS + 20_001, 1_000))]
+    assert [c.event_count for c in iter_chunks(pairs(both))] == [31, 11]
+
+
+def test_sparse_events_make_few_chunks_bounded_in_size() -> None:
+    """Issue 14: events 31 s apart once made one chunk (one storage object) per event."""
+    events = [{"type": 3, "data": {}, "timestamp": 1_700_000_000_000 + i * 31_000} for i in range(5_000)]
+    raw = sum(len(encode_event(e, 0)) + 1 for e in events) + 1
+    chunks = list(iter_chunks(pairs(events), max_chunk_bytes=16_384))
+    assert len(chunks) == -(-raw // 16_384) or len(chunks) == -(-raw // 16_384) + 1
+    assert all(c.raw_size <= 16_384 for c in chunks)
+    assert min(c.event_count for c in chunks[:-1]) > 300  # no one-event chunks
+    assert [e for chunk in unpack(chunks) for e in chunk] == events
+    sizes = [(float(e["timestamp"]), len(encode_event(e, 0))) for e in events]
+    assert count_chunks(sizes, max_chunk_bytes=16_384) == len(chunks)
+
+
+def test_an_event_larger_than_the_chunk_limit_has_its_own_chunk() -> None:
+    events = [{"type": 3, "timestamp": 1}, {"type": 2, "data": {"x": "y" * 5_000}, "timestamp": 2},
+              {"type": 3, "timestamp": 3}]
+    chunks = list(iter_chunks(pairs(events), max_chunk_bytes=1_000))
+    assert [c.event_count for c in chunks] == [1, 1, 1]
+    assert chunks[1].raw_size > 5_000
+
+
+def test_count_chunks_matches_iter_chunks_on_real_recordings(corpus) -> None:
+    for path in sorted(corpus.rglob("*.json")):
+        events = json.loads(path.read_text())
+        if not all("timestamp" in e for e in events):
+            continue
+        events.sort(key=lambda e: e["timestamp"])
+        for limit in (2_000, 4 * 1024 * 1024):
+            sizes = [(float(e["timestamp"]), len(encode_event(e, 0))) for e in events]
+            assert count_chunks(sizes, max_chunk_bytes=limit) == len(list(iter_chunks(pairs(events),
+                                                                                    max_chunk_bytes=limit)))
 
 
 def test_sizes_and_determinism() -> None:

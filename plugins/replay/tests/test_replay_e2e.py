@@ -13,7 +13,7 @@ from jobq.plugins import PluginHost
 from jobq.testing import Harness, delete_prefix, make_test_settings
 from jobq_bugreports.store import ReportStore
 from jobq_plugin_replay.playback import iter_events, load_manifest
-from jobq_plugin_replay.samples import synthetic_events
+from jobq_plugin_replay.samples import form_recording, synthetic_events
 
 CLAIM_CHECK_BYTES = 64 * 1024
 
@@ -110,3 +110,26 @@ def test_bad_replays_are_refused_at_enqueue(harness: Harness) -> None:
         assert manager.get_job("replays", "replay-bad") is None
     finally:
         manager.shutdown()
+
+
+def test_a_private_replay_end_to_end(harness: Harness, env: dict[str, Any]) -> None:
+    """The intake's ``privacy`` field travels through Redis and storage (claim check) to the worker's masker."""
+    harness.start(PluginHost().load().specs["replays"])
+    events = form_recording()
+    padding = [{"type": 3, "data": {"source": 1, "positions": [{"x": i, "y": i, "id": 5, "timeOffset": 0}]},
+                "timestamp": events[-1]["timestamp"] + i} for i in range(1, 1500)]  # over the claim check
+    privacy = {"allowInputTypes": ["range"], "maskTextAttributes": ["data-private"]}
+    with pytest.raises(InvalidPayload, match="password inputs are always masked"):
+        harness.manager.add_job("replays", "replay-pw", {**data("pw", events), "privacy": {
+            "allowInputTypes": ["password"]}})
+    job = harness.manager.add_job("replays", "replay-private", {
+        "bugReportId": "private", "projectId": "web", "privacy": privacy, "replayData": events + padding})
+    assert job.payload_ref  # claim-checked: the worker streams it
+    done = harness.wait("replays", job.id, timeout=60)
+    assert done.state == "completed", done.failure
+    stored = list(iter_events(env["storage"], "replays/web/private"))
+    assert len(stored) == len(events) + len(padding)
+    typed = [e["data"]["text"] for e in stored if e["type"] == 3 and e["data"]["source"] == 5]
+    assert typed == ["*************", "********", "57", "*", "**", "***********", "************", "**"]
+    masking = load_manifest(env["storage"], "replays/web/private")["masking"]
+    assert masking["inputEvents"] == 7 and masking["allowInputTypes"] == ["range"]

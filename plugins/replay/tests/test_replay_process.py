@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,13 @@ from jobq import JobFailed
 from jobq.errors import is_retryable, reason_code
 from jobq_bugreports.store import ReportStore
 from jobq_plugin_replay import reader
+from jobq_plugin_replay.masking import INPUT_TYPES
 from jobq_plugin_replay.playback import iter_events, load_manifest
 from jobq_plugin_replay.process import process_replay
 from jobq_plugin_replay.samples import payload, synthetic_events
 
 FOLDER = "replays/project-1/report-1"
+ALLOW_ALL = {"allowInputTypes": sorted(INPUT_TYPES - {"password"})}
 DAY_MS = 86_400_000
 
 
@@ -45,7 +48,8 @@ def test_every_recording_in_the_corpus(env, make_job, corpus: Path, corpus_rows:
         for n, row in enumerate(corpus_rows):
             events = json.loads((corpus / row["file"]).read_text())
             report_id = f"corpus-{n}"
-            job, progress = make_job(payload(events, report_id, "corpus"))
+            # every input type allowed, so that the stored events must equal the recording
+            job, progress = make_job(payload(events, report_id, "corpus", privacy=ALLOW_ALL))
             if int(row["events_without_timestamp"] or 0):
                 with pytest.raises(JobFailed) as info:
                     process_replay(job)
@@ -58,7 +62,11 @@ def test_every_recording_in_the_corpus(env, make_job, corpus: Path, corpus_rows:
             manifest = load_manifest(env["storage"], folder)
             where = row["file"]
             assert result["eventCount"] == manifest["eventCount"] == int(row["events"]), where
-            assert result["chunkCount"] == manifest["chunkCount"] == int(row["chunks_of_30s"]), where
+            stamps = sorted(e["timestamp"] for e in events)
+            if all(b - a <= 10_000 for a, b in pairwise(stamps)):  # no pause: cut exactly as by wall time
+                assert result["chunkCount"] == manifest["chunkCount"] == int(row["chunks_of_30s"]), where
+            else:
+                assert result["chunkCount"] == manifest["chunkCount"] <= int(row["chunks_of_30s"]), where
             assert manifest["firstTimestamp"] == int(row["first_timestamp"]), where
             assert manifest["lastTimestamp"] == int(row["last_timestamp"]), where
             assert manifest["durationMs"] == int(row["duration_ms"]), where
@@ -78,11 +86,13 @@ def test_typo_timestamp_is_sorted_and_said_in_the_manifest(env, make_job, corpus
     result = process_replay(job)
     manifest = load_manifest(env["storage"], FOLDER)
     assert manifest["reordered"] is True and manifest["outOfOrderEvents"] == 1
-    assert result["chunkCount"] == 3  # 0-30 s, 30-40 s, and the lone event 198 days later
-    assert [c["eventCount"] for c in manifest["chunks"]] == [33, 9, 1]
-    assert manifest["chunks"][2]["firstTimestamp"] == 19_000_602_896
-    assert manifest["largestGapMs"] > 197 * DAY_MS
-    assert stored_files(env) == [f"{FOLDER}/chunk-00{i}.json.gz" for i in (1, 2, 3)] + [f"{FOLDER}/metadata.json"]
+    # 0-30 s, then 30-40 s with the lone event 198 days later: a pause is no activity, and costs no chunk
+    assert result["chunkCount"] == 2
+    assert [c["eventCount"] for c in manifest["chunks"]] == [33, 10]
+    assert manifest["chunks"][1]["lastTimestamp"] == manifest["lastTimestamp"] == 19_000_602_896
+    assert manifest["largestGapMs"] < 10_000
+    assert manifest["durationMs"] > 197 * DAY_MS
+    assert stored_files(env) == [f"{FOLDER}/chunk-00{i}.json.gz" for i in (1, 2)] + [f"{FOLDER}/metadata.json"]
 
 
 def test_result_manifest_and_bug_report(env, make_job) -> None:
@@ -100,7 +110,7 @@ def test_result_manifest_and_bug_report(env, make_job) -> None:
         "eventCount": 1000,
     }
     manifest = load_manifest(env["storage"], FOLDER)
-    assert manifest["format"] == "jobq-rrweb-chunks" and manifest["version"] == 1
+    assert manifest["format"] == "jobq-rrweb-chunks" and manifest["version"] == 2
     assert (manifest["bugReportId"], manifest["projectId"]) == ("report-1", "project-1")
     assert manifest["chunkWindowMs"] == 30_000 and manifest["compression"] == "gzip"
     assert [c["file"] for c in manifest["chunks"]] == [f"chunk-00{i}.json.gz" for i in range(1, 5)]
@@ -133,8 +143,9 @@ def test_disorder_and_gaps_of_days(env, make_job, parser: str) -> None:
     job, _ = make_job(payload(shuffled))
     result = process_replay(job)
     manifest = load_manifest(env["storage"], FOLDER)
-    # 120 s (4 windows), then 49 s three days later straddling 3 windows of the same grid; none between
-    assert result["chunkCount"] == 4 + 3
+    # 120 s (4 windows of activity), the 3-day pause is no activity, then 49 s more: the last window
+    # of the first session continues with the next session's first event, then 2 more windows
+    assert result["chunkCount"] == 4 + 2
     assert manifest["reordered"] is True and manifest["outOfOrderEvents"] == 2 + 50
     assert list(iter_events(env["storage"], FOLDER)) == stable_sorted(shuffled)
 

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 QUEUE = "screenshots"
 METADATA_KEY = "screenshot"
 KEY_ROOT = "screenshots"
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _WIRE_NAMES = {"bug_report_id": "bugReportId", "project_id": "projectId"}
 
 

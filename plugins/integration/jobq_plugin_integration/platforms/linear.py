@@ -156,7 +156,7 @@ class LinearPlatform(Platform):
 
     def _content(self, sync: Sync) -> dict[str, Any]:
         return {"title": one_line(sync.report.title, TITLE_MAX),
-                "description": markdown(sync.report, marker=None, limit=DESCRIPTION_MAX, mentions=True)}
+                "description": markdown(sync.report, marker=None, limit=DESCRIPTION_MAX)}
 
     async def create(self, sync: Sync) -> ExternalIssue:
         config: LinearConfig = sync.config
