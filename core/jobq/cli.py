@@ -298,6 +298,7 @@ def resume(obj: Ctx, queue: str) -> None:
 @click.pass_obj
 def cancel(obj: Ctx, queue: str, job_id: str, reason: str | None) -> None:
     """Cancel a job: it never starts, or its running handler is stopped; never retried."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
     was = obj.manager.cancel_job(queue, job_id, reason)
     if was in ("completed", "failed", "cancelled"):
         click.echo(f"{queue}/{job_id} had already ended ({was}); nothing to cancel")

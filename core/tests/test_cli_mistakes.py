@@ -45,6 +45,10 @@ def invoke(jobq_settings, monkeypatch):
     ("pause", "screenshot-cli"), ("resume", "screenshot-cli"), ("failed", "list", "screenshot-cli"),
     ("failed", "retry", "screenshot-cli", "--all"), ("failed", "purge", "screenshot-cli", "--yes"),
     ("job", "screenshot-cli", "j1"), ("enqueue", "screenshot-cli", "{}"), ("run", "--queue", "screenshot-cli"),
+    ("cancel", "screenshot-cli", "j1"), ("schedules", "list", "screenshot-cli"),
+    ("schedules", "add", "screenshot-cli", "nightly", "--every", "60"), ("schedules", "remove", "screenshot-cli", "n"),
+    ("schedules", "trigger", "screenshot-cli", "n"), ("schedules", "pause", "screenshot-cli", "n"),
+    ("schedules", "resume", "screenshot-cli", "n"),
 ])
 def test_unknown_queue_is_refused_with_the_closest_name(invoke, args):
     r = invoke(*args)

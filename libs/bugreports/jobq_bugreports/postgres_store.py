@@ -20,7 +20,7 @@ from jobq import ConfigError
 
 from .store import ReportExists, nest
 
-CONNECT_TIMEOUT = 4.0
+CONNECT_TIMEOUT = 3  # seconds; libpq takes whole seconds
 
 COLUMNS = "id, project_id, title, description, severity, url, metadata, jobs, created_at, updated_at"
 
@@ -62,18 +62,26 @@ class PostgresBackend:
     def __init__(self, url: str, table: str, *, pool_size: int = 10) -> None:
         self.table = table
         self._local = threading.local()
+        try:
+            # One direct connection first: a refused or unreachable server fails here in seconds with
+            # one line, not after the pool's 30 s wait with a traceback.
+            psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT, autocommit=True).close()
+        except psycopg.OperationalError as exc:
+            raise ConfigError(
+                f"DATABASE_URL: cannot reach PostgreSQL within {CONNECT_TIMEOUT} s ({_first_line(exc)})"
+            ) from None
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=max(1, pool_size), kwargs={"autocommit": True, "connect_timeout": 3},
+            url, min_size=1, max_size=max(1, pool_size),
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
             open=True, name=f"jobq-reports-{table}",
         )
         try:
-            # Fail in seconds with one line, not after the pool's 30 s wait with a traceback.
-            self._pool.wait(timeout=CONNECT_TIMEOUT)
+            self._pool.wait(timeout=CONNECT_TIMEOUT + 1)
             self._create_schema()
         except psycopg.OperationalError as exc:
             self._pool.close()
             raise ConfigError(
-                f"DATABASE_URL: cannot reach PostgreSQL within {CONNECT_TIMEOUT:g} s ({_first_line(exc)})"
+                f"DATABASE_URL: cannot reach PostgreSQL within {CONNECT_TIMEOUT} s ({_first_line(exc)})"
             ) from None
 
     def _create_schema(self) -> None:
