@@ -194,10 +194,14 @@ def test_compose_services_process_a_report(compose, tmp_path):
         report_id = created.json()["id"]
 
         def finished() -> dict[str, Any] | None:
+            # GET reads the report row, then each job's state: a job that completed between the two
+            # reads shows "completed" before its outcome does, so wait for both.
             report = client.get(f"/api/v1/reports/{report_id}").json()
             states = {q: v["state"] for q, v in report["jobs"].items()}
-            return report if set(states) == {"screenshots", "replays"} and all(
-                s in ("completed", "failed") for s in states.values()) else None
+            ended = set(states) == {"screenshots", "replays"} and all(
+                s in ("completed", "failed") for s in states.values())
+            recorded = {"screenshot", "replay"} <= set(report["metadata"]) or "failed" in states.values()
+            return report if ended and recorded else None
 
         report = wait_until(finished, 60, message="the report's jobs to finish")
         assert {q: v["state"] for q, v in report["jobs"].items()} == {"screenshots": "completed",
