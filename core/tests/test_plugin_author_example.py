@@ -6,6 +6,7 @@ nowhere, which the fixtures must ignore), once with it set to the real Redis.
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,12 @@ def test_example_passes(where):
     assert "3 passed" in proc.stdout
     used = "fake servers: ['jobq-tests']" if where == "fakeredis" else "fake servers: []"
     assert used in proc.stdout
+
+
+def test_example_is_the_code_of_the_doc():
+    """docs/writing-a-plugin.md shows these files verbatim; a change to one must reach the other."""
+    doc = (EXAMPLE.parents[1] / "writing-a-plugin.md").read_text()
+    blocks = [body for _lang, body in re.findall(r"```(\w+)\n(.*?)```", doc, re.S)]
+    for name in ("pyproject.toml", "jobq_plugin_wordcount/__init__.py", "jobq_plugin_wordcount/count.py",
+                 "tests/test_wordcount_e2e.py"):
+        assert (EXAMPLE / name).read_text() in blocks, f"{name} differs from its block in writing-a-plugin.md"
