@@ -5,9 +5,9 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-# Space-separated plugin names (plugins/<name>); EXTRAS are jobq-bugreports extras (api: the intake API,
+# Space-separated plugin names (plugins/<name>; dashboard: `jobq dashboard`); EXTRAS are jobq-bugreports extras (api: the intake API,
 # postgres: a PostgreSQL report store).
-ARG PLUGINS="screenshot replay notification integration"
+ARG PLUGINS="screenshot replay notification integration dashboard"
 ARG EXTRAS="api,postgres"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src

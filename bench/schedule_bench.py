@@ -81,7 +81,7 @@ def script_cost(url: str, n: int = 2000) -> dict[str, float]:
             tick = int(stored.last) + 1000
             if label == "lost":
                 stored = type(stored)(stored.raw, stored.schedule, "0", stored.paused)
-            _run_sync(m.redis, m.scripts, m._tick("ticks", stored, [tick], tick))
+            _run_sync(m.redis, m.scripts, m._tick("ticks", [(stored, [tick], tick)]))
         wall = time.perf_counter() - t0
         calls, usec = evalsha_stats(m.redis)
         out[f"{label}_redis_us"] = (usec - usec0) / (calls - calls0)
@@ -127,6 +127,45 @@ def worker_cost(url: str, n_schedules: int, workers: int, seconds: float, paused
             "redis_script_ms_per_s": (usec - usec0) / 1000 / seconds, "scripts_per_s": (calls - calls0) / seconds}
 
 
+def scheduler_cost(url: str, n_schedules: int, schedulers: int, seconds: float) -> dict[str, float]:
+    """``schedulers`` scheduler tasks (each a worker's, without the rest of the worker) in this process,
+    ticking ``n_schedules`` schedules every second into a queue nobody serves: the ticking's own CPU."""
+    import asyncio
+
+    from jobq.queue import make_client
+    from jobq.schedules import Scheduler
+    from jobq.scripts import Scripts
+    from jobq.worker import Worker
+
+    settings = Settings(redis_url=url, prefix=f"bench-s{n_schedules}")
+
+    async def main() -> dict[str, float]:
+        ws = []
+        for _ in range(schedulers):
+            w = Worker([spec(n_schedules)], settings)
+            w.client = make_client(settings, asyncio=True)
+            w.scripts = Scripts(w.client)
+            w.scheduler = Scheduler(w)
+            ws.append(w)
+        tasks = [asyncio.create_task(w.scheduler.run()) for w in ws]  # type: ignore[union-attr]
+        await asyncio.sleep(2)  # registration and the first round
+        ticks0, cpu0 = sum(w.scheduler.ticks for w in ws), time.process_time()  # type: ignore[union-attr]
+        await asyncio.sleep(seconds)
+        ticks, cpu = sum(w.scheduler.ticks for w in ws) - ticks0, time.process_time() - cpu0  # type: ignore[union-attr]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for w in ws:
+            await w.client.aclose()
+        return {"ticks": ticks, "cpu_ms_per_s": cpu / seconds * 1000, "cpu_us_per_tick": cpu / max(ticks, 1) * 1e6}
+
+    out = asyncio.run(main())
+    r = redis.Redis.from_url(url)
+    r.flushdb()
+    r.close()
+    return out
+
+
 def run_worker(cfg: dict[str, Any]) -> None:
     from jobq.worker import Worker
 
@@ -151,6 +190,11 @@ def main() -> None:
             print(f"tick.lua, one job: won {c['won_redis_us']:.1f} us of Redis time "
                   f"({c['won_roundtrip_us']:.0f} us round trip with the state read), "
                   f"lost (RACE) {c['lost_redis_us']:.1f} us ({c['lost_roundtrip_us']:.0f} us)")
+            for n in (int(x) for x in args.schedules.split(",") if int(x)):
+                for k in (1, args.workers):
+                    c = scheduler_cost(url, n, k, args.seconds)
+                    print(f"{n:>4} schedules every 1 s, {k} scheduler task(s) alone in one process: {c['ticks']} "
+                          f"ticks; CPU {c['cpu_ms_per_s']:.1f} ms/s, {c['cpu_us_per_tick']:.0f} us per tick")
             for n in (int(x) for x in args.schedules.split(",")):
                 for paused in (True, False):
                     w = worker_cost(url, n, args.workers, args.seconds, paused)

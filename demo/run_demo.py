@@ -103,6 +103,7 @@ class Setup:
 
     env: dict[str, str]
     api_key: str
+    read_key: str
     api_port: int
     hook: WebhookReceiver | None = None
     github: Any = None
@@ -191,13 +192,15 @@ def prepare(stack: contextlib.ExitStack, host: PluginHost, inputs: demo_inputs.I
     stack.callback(delete_prefix, chosen.url, prefix)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("WORKER_") and k not in ("JOBQ_DISABLE_PLUGINS", "STORAGE_PUBLIC_URL")}
-    setup = Setup(env=env, api_key=secrets.token_urlsafe(24), api_port=demo_redis.free_port())
+    setup = Setup(env=env, api_key=secrets.token_urlsafe(24), read_key=secrets.token_urlsafe(24),
+                  api_port=demo_redis.free_port())
     env.update({
         "REDIS_URL": chosen.url,
         "JOBQ_PREFIX": prefix,
         "STORAGE_URL": str(WORK / "storage"),
         "DATABASE_URL": f"sqlite:///{WORK / 'reports.db'}",
-        "JOBQ_API_KEYS": f"{PROJECT}:{setup.api_key}",
+        "JOBQ_API_KEYS": f"{PROJECT}:{setup.api_key}",  # ingest: can only create reports
+        "JOBQ_API_READ_KEYS": f"{PROJECT}:{setup.read_key}",  # reads the jobs' progress
         "JOBQ_PROJECTS_FILE": str(WORK / "projects.json"),
         "JOBQ_OUTBOUND_ALLOWLIST": "127.0.0.1",
         "JOBQ_SHUTDOWN_GRACE": "10",
@@ -246,7 +249,7 @@ def start_services(stack: contextlib.ExitStack, setup: Setup, log: Clock) -> tup
     log(f"started `jobq api --port {setup.api_port}` (pid {api.proc.pid})")
     manager = stack.enter_context(QueueManager(Settings.from_env(setup.env), strict=False))
     client = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{setup.api_port}", timeout=30.0,
-                                              headers={"X-API-Key": setup.api_key}))
+                                              headers={"X-API-Key": setup.read_key}))
 
     def api_healthy() -> bool:
         try:
@@ -265,7 +268,7 @@ def start_services(stack: contextlib.ExitStack, setup: Setup, log: Clock) -> tup
     return services, client
 
 
-def post_report(client: httpx.Client, inputs: demo_inputs.Inputs, log: Clock) -> str:
+def post_report(client: httpx.Client, api_key: str, inputs: demo_inputs.Inputs, log: Clock) -> str:
     body = {
         "title": "Checkout button does nothing",
         "description": "Clicked 'Pay now' twice; no request in the network tab.",
@@ -274,7 +277,7 @@ def post_report(client: httpx.Client, inputs: demo_inputs.Inputs, log: Clock) ->
         "screenshot": inputs.data_url,
         "sessionReplay": {"events": inputs.events},
     }
-    resp = client.post("/api/v1/reports", json=body)
+    resp = client.post("/api/v1/reports", json=body, headers={"X-API-Key": api_key})
     if resp.status_code != 201:
         raise RuntimeError(f"POST /api/v1/reports answered {resp.status_code}: {resp.text[:500]}")
     report_id: str = resp.json()["id"]
@@ -368,8 +371,14 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, log: Clock, probl
     print("jobq demo: one bug report, end to end", flush=True)
     setup = prepare(stack, host, inputs)
     services, client = start_services(stack, setup, log)
-    report_id = post_report(client, inputs, log)
+    report_id = post_report(client, setup.api_key, inputs, log)
     jobs = follow_jobs(client, report_id, services[0], args.timeout, log, problems)
+    with QueueManager(Settings.from_env(setup.env), strict=False) as manager:
+        # The API shows only public URLs; the files' local paths are in the job results in Redis.
+        for view in jobs.values():
+            job = manager.get_job(view["queue"], view["id"]) if view.get("state") == "completed" else None
+            if job is not None:
+                view["result"] = job.result
     print_jobs(jobs, problems)
     check_outputs(jobs, inputs, setup, problems)
     metadata = client.get(f"/api/v1/reports/{report_id}").json().get("metadata", {})
@@ -381,13 +390,45 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, log: Clock, probl
     print("\n".join(f"  {line}" for line in stats.stdout.splitlines()))
     if stats.returncode != 0:
         problems.append(f"jobq stats exited {stats.returncode}: {stats.stderr.strip()[-300:]}")
+    show_dashboard(setup, args.dashboard, services)
     shutdown(services, problems)
+
+
+def show_dashboard(setup: Setup, serve: bool, services: list[Service]) -> None:
+    """Say how to open the dashboard on the demo's Redis; with --dashboard, serve it until Enter."""
+    env = setup.env
+    command = (f"REDIS_URL={env['REDIS_URL']} JOBQ_PREFIX={env['JOBQ_PREFIX']} .venv/bin/jobq dashboard "
+               f"--insecure-no-auth --host 127.0.0.1 --port 8650")
+    print("\ndashboard (docs/dashboard.md)")
+    if not serve:
+        print("  run the demo with --dashboard to browse this run before it cleans up, or open one on the")
+        print(f"  demo's Redis while it runs:\n    {command}\n  then http://127.0.0.1:8650/")
+        return
+    port = demo_redis.free_port()
+    dash = Service("jobq dashboard", [*jobq_command(), "dashboard", "--insecure-no-auth", "--host", "127.0.0.1",
+                                      "--port", str(port)], env, WORK / "dashboard.log")
+    services.append(dash)
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(up, 30, "jobq dashboard", dash.running)
+    print(f"  open http://127.0.0.1:{port}/ (no sign-in: loopback only); press Enter to stop and clean up")
+    try:
+        input()
+    except EOFError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds the jobs may take once the report is posted (default 60)")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="serve the web dashboard on this run's Redis until Enter is pressed")
     args = parser.parse_args(argv)
     if WORK.exists():
         shutil.rmtree(WORK)  # the demo's own scratch folder (git-ignored), fresh for every run

@@ -253,10 +253,16 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: f
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--history", is_flag=True, help="Per-minute completed/failed/retried/stalled and durations instead.")
+@click.option("--minutes", default=60, show_default=True, type=click.IntRange(1, 1440), help="With --history.")
+@click.option("--queue", "-q", "queues", multiple=True, help="With --history: only these queues.")
 @click.pass_obj
-def stats(obj: Ctx, as_json: bool) -> None:
+def stats(obj: Ctx, as_json: bool, history: bool, minutes: int, queues: tuple[str, ...]) -> None:
     """Jobs per queue and state, live workers, plugin failures."""
     m = obj.manager
+    if history:
+        _history(m, as_json, minutes, list(queues) or m.list_queues())
+        return
     data = {"queues": m.get_queue_stats(), "workers": m.list_workers(), "plugin_failures": obj.host.failures}
 
     def human(d: dict[str, Any]) -> None:
@@ -267,6 +273,36 @@ def stats(obj: Ctx, as_json: bool) -> None:
         click.echo(f"workers alive: {sum(1 for w in d['workers'] if w['alive'])}")
         for name, err in d["plugin_failures"].items():
             click.echo(f"plugin {name} BROKEN: {err}")
+
+    _out(data, as_json, human)
+
+
+def _history(m: QueueManager, as_json: bool, minutes: int, queues: list[str]) -> None:
+    import time
+
+    from .history import read_history, summarize
+    from .spec import QUEUE_NAME
+
+    bad = [q for q in queues if not QUEUE_NAME.fullmatch(q)]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not a queue name ({QUEUE_NAME.pattern})", param_hint="--queue")
+    rows = read_history(m, queues, minutes)
+    data = {q: {"summary": summarize(r), "minutes": [x.to_dict() for x in r]} for q, r in rows.items()}
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else ">300s" if v == float("inf") else f"{v:g}ms"
+
+    def human(d: dict[str, Any]) -> None:
+        for q, h in sorted(d.items()):
+            s = h["summary"]
+            click.echo(f"{q}: last {minutes} min: completed {s['completed']}, failed {s['failed']}, retried "
+                       f"{s['retried']}, stalled {s['stalled']}; p50 {ms(s['p50_ms'])} p95 {ms(s['p95_ms'])} "
+                       f"p99 {ms(s['p99_ms'])}")
+            for r in h["minutes"]:
+                if r["completed"] or r["failed"] or r["retried"] or r["stalled"]:
+                    t = time.strftime("%H:%M", time.gmtime(r["timestamp"]))
+                    click.echo(f"  {t} UTC  completed {r['completed']:>6}  failed {r['failed']:>5}  "
+                               f"retried {r['retried']:>5}  stalled {r['stalled']:>4}")
 
     _out(data, as_json, human)
 

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import redis
 
 from .errors import InvalidOptions, JobNotFound
 from .keys import JOB_ID
@@ -110,7 +111,14 @@ def add_blocked(ops: _Ops, queue: str, prepared: list[list[Any]], deps: list[lis
             opts["gate"] = gate
         args += [job_id, name, raw, secrets, json.dumps(opts, separators=(",", ":")), priority, ref,
                  len(d) + (1 if gate else 0), policy]
-    res = yield _Script("block", [k.blocked, k.events, *(k.job(p[0]) for p in prepared)], args)
+    try:
+        res = yield _Script("block", [k.blocked, k.events, *(k.job(p[0]) for p in prepared)], args)
+    except redis.RedisError as exc:  # one script, all or nothing: as a plain enqueue
+        from .queue import _enqueue_error
+
+        if (mapped := _enqueue_error(queue, exc)) is None:
+            raise
+        raise mapped from exc
     states = [s.decode() if isinstance(s, bytes) else s for s in res[1:]]
     for p, d, state in zip(prepared, deps, states, strict=True):
         if not state:

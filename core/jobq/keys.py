@@ -27,6 +27,10 @@ class QueueKeys:
         """LIST the worker blocks on while idle: claim records of jobs handed to it by enqueue."""
         return f"{self.base}inbox:{worker_id}"
 
+    def hist(self, minute: int) -> str:
+        """HASH of one minute's history (written by the Lua scripts' ``record_history``)."""
+        return f"{self.base}hist:{minute}"
+
     @property
     def job_prefix(self) -> str:
         return self.base + "job:"

@@ -435,13 +435,30 @@ class _Ops(ScheduleOps, ResultOps):
         raw = yield ("HGETALL", self.keys(queue).stats)
         return {k.decode(): int(v) for k, v in raw.items()}
 
-    def list_jobs(self, queue: str, state: str = "failed", start: int = 0, count: int = 50) -> Op[list[Job]]:
-        """Jobs in a finished set, newest first (``failed`` is the dead-letter view)."""
-        if state not in ("failed", "completed", "delayed", "active"):
+    def list_job_ids(self, queue: str, state: str = "failed", start: int = 0, count: int = 50) -> Op[list[str]]:
+        """A window of job ids in one state, newest first (``waiting``: prioritised ones, then the FIFO list)."""
+        if state not in ("failed", "completed", "delayed", "active", "waiting", "blocked"):
             raise InvalidOptions(f"cannot list jobs in state {state!r}")
         k = self.keys(queue)
-        ids = yield ("ZREVRANGE", getattr(k, state), start, start + count - 1)
-        ids = [i.decode() for i in ids]
+        start, count = max(0, int(start)), max(0, min(int(count), 10_000))
+        if not count:
+            return []
+        if state != "waiting":
+            ids = yield ("ZREVRANGE", getattr(k, state), start, start + count - 1)
+            return [i.decode() for i in ids]
+        nprio = yield ("ZCARD", k.prio)
+        ids = []
+        if start < nprio:
+            ids = (yield ("ZRANGE", k.prio, start, start + count - 1))
+        if len(ids) < count:
+            first = max(0, start - nprio)
+            ids += (yield ("LRANGE", k.wait, first, first + count - len(ids) - 1))
+        return [i.decode() for i in ids]
+
+    def list_jobs(self, queue: str, state: str = "failed", start: int = 0, count: int = 50) -> Op[list[Job]]:
+        """Jobs in one state, newest first (``failed`` is the dead-letter view)."""
+        k = self.keys(queue)
+        ids = yield from _Ops.list_job_ids(self, queue, state, start, count)
         if not ids:
             return []
         rows = yield _Pipe([("HGETALL", k.job(i)) for i in ids])
@@ -507,6 +524,13 @@ class _Ops(ScheduleOps, ResultOps):
             except InvalidOptions:
                 continue
         return n
+
+    def promote_job(self, queue: str, job_id: str) -> Op[bool]:
+        """Make a delayed job ready now; ``False`` when it is not delayed (any more)."""
+        k = self.keys(queue)
+        res = yield _Script("promote", [k.job(job_id), k.delayed, k.wait, k.prio, k.marker, k.events, k.seq],
+                            [job_id, self.settings.events_maxlen])
+        return bool(res)
 
     def cancel_job(self, queue: str, job_id: str, reason: str | None = None) -> Op[str]:
         """Cancel a job: waiting, delayed or blocked, it never starts; active, its handler is stopped
@@ -633,10 +657,10 @@ async def _run_async(client: redis.asyncio.Redis, scripts: Scripts, gen: Op[T]) 
 
 
 _PUBLIC = ("add_job", "add_jobs", "get_job", "get_job_status", "get_queue_metrics", "get_queue_stats",
-           "list_queues", "get_counters", "list_jobs", "list_workers", "health_check", "pause_queue",
-           "resume_queue", "retry_job", "retry_failed", "remove_job", "purge", "read_events", "cancel_job",
-           "add_flow", "wait_for", "add_schedule", "remove_schedule", "pause_schedule", "resume_schedule",
-           "trigger_schedule", "list_schedules")
+           "list_queues", "get_counters", "list_jobs", "list_job_ids", "list_workers", "health_check",
+           "pause_queue", "resume_queue", "retry_job", "retry_failed", "promote_job", "remove_job", "purge",
+           "read_events", "cancel_job", "add_flow", "wait_for", "add_schedule", "remove_schedule", "pause_schedule",
+           "resume_schedule", "trigger_schedule", "list_schedules")
 
 
 def _sync_method(name: str) -> Callable[..., Any]:

@@ -59,9 +59,9 @@ class ResultOps:
         from .queue import _Pipe
         from .spec import QUEUE_NAME
 
-        if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+        if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
             raise InvalidOptions(f"invalid queue name {queue!r}")
-        if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+        if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
             raise InvalidOptions(f"job id {job_id!r} must match {JOB_ID.pattern}")
         settings = self.settings  # type: ignore[attr-defined]
         if settings.events_maxlen <= 0:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SCHEDULE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CatchUp = Literal["latest", "all", "none"]
 CATCH_UP = ("latest", "all", "none")
 MAX_CATCH_UP = 100  # catch_up="all" enqueues at most this many missed ticks, the newest
@@ -40,6 +40,7 @@ MAX_SCHEDULES = 1000  # per queue, about (schedule.lua counts hash fields)
 REFRESH = 5.0  # seconds between the worker's reads of the definitions (schedules added at run time)
 TICKING_MS = 5000  # how long one worker may hold a queue's ticking flag (taken over after a crash)
 LOOK_AGAIN_MS = 50  # a worker that found the flag taken re-reads the state this much later
+BATCH_JOBS = 500  # tick jobs per script
 
 Op = Generator[Any, Any, Any]
 
@@ -49,7 +50,7 @@ class ScheduleNotFound(JobqError):
 
 
 def _check_name(_inst: Any, _attr: Any, value: str) -> None:
-    if not isinstance(value, str) or not SCHEDULE_NAME.match(value):
+    if not isinstance(value, str) or not SCHEDULE_NAME.fullmatch(value):
         raise InvalidOptions(f"schedule name {value!r} must match {SCHEDULE_NAME.pattern}")
 
 
@@ -165,11 +166,11 @@ class Schedule:
             return [k * e for k in range(max(lo, hi - limit + 1), hi + 1)]
         out: list[int] = []
         it = self._cron(until_ms + 1000, reverse=True)  # reverse is strict: start a second later
-        while len(out) < limit:
+        for _ in range(2 * limit + 8):  # bounded, whatever the expression
             t = int(next(it).timestamp()) * 1000
             if t > until_ms:
                 continue
-            if t <= after_ms:
+            if t <= after_ms or len(out) == limit:
                 break
             out.append(t)
         return out[::-1]
@@ -255,7 +256,7 @@ def _check_names(queue: str, name: str | None = None) -> None:
     from .errors import UnknownQueue
     from .spec import QUEUE_NAME
 
-    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+    if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
         raise UnknownQueue(f"invalid queue name {queue!r}")
     if name is not None:
         _check_name(None, None, name)
@@ -346,22 +347,26 @@ class ScheduleOps:
                                         last_tick=last / 1000 if last else None, next_runs=[t / 1000 for t in nxt]))
         return out
 
-    def _tick(self, queue: str, stored: _Stored, ticks: list[int], new_last: int) -> Op:
-        """Enqueue ``ticks`` of a stored schedule and move its last tick to ``new_last``, in one script.
+    def _tick(self, queue: str, due: list[tuple[_Stored, list[int], int]]) -> Op:
+        """Enqueue the due ticks of stored schedules and move each one's last tick, in one script.
 
-        Returns ``(status, enqueued)``: ``OK``, or ``RACE``/``PAUSED``/``GONE`` when the stored state
-        is no longer the one planned with (another worker ticked first) and nothing was written.
+        ``due`` holds ``(stored, ticks, new last tick)`` per schedule. Returns ``(status, enqueued)``:
+        ``OK``, or ``RACE``/``PAUSED``/``GONE`` when some schedule's stored state is no longer the one
+        planned with (another worker ticked first) and nothing was written.
         """
         from .queue import _Ops, _Script
 
-        s = stored.schedule
-        assert s is not None
-        prepared = [_Ops._prepare(self, queue, s.job_id(t), s.data, {**s.options, "name": s.name})  # type: ignore[arg-type]
-                    for t in ticks]
+        prepared, guard = [], []
+        for stored, ticks, new_last in due:
+            s = stored.schedule
+            assert s is not None
+            prepared += [_Ops._prepare(self, queue, s.job_id(t), s.data, {**s.options, "name": s.name})  # type: ignore[arg-type]
+                         for t in ticks]
+            guard += [s.name, stored.raw, stored.last, new_last]
         yield from _Ops._upload(self, prepared)  # type: ignore[arg-type]
         call = _Ops._enqueue_call(self, queue, prepared)  # type: ignore[arg-type]
         res = yield _Script("tick", [*call.keys, self.keys(queue).schedules],  # type: ignore[attr-defined]
-                            [*call.args, s.name, stored.raw, stored.last, new_last])
+                            [*call.args, *guard, len(due)])
         if isinstance(res[0], bytes):
             return res[0].decode(), 0
         return "OK", sum(1 for state in res[1:] if not state)
@@ -423,8 +428,9 @@ class Scheduler:
         """Tick whatever is due; return the seconds to sleep until the next due tick.
 
         Of the workers waking for the same ticks, the one that takes the queue's ``ticking`` flag
-        (``SET NX PX``) runs them and the others look again shortly; the flag only saves them the
-        work, the compare-and-set in ``tick.lua`` is what keeps each tick to one job."""
+        (``SET NX PX``) runs them, in as few scripts as it can, and the others look again shortly;
+        the flag only saves them the work, the compare-and-set in ``tick.lua`` is what keeps each
+        tick to one job."""
         client = self.w.client
         pipe = client.pipeline(transaction=False)
         for q in self.queues:
@@ -433,15 +439,15 @@ class Scheduler:
         now = _now_ms(await client.time())  # apart: a cluster pipeline refuses keyless commands
         due = now + int(REFRESH * 1000)
         for q, h in zip(self.queues, replies, strict=True):
-            work = []
-            for name, st in _parse_hash(q, h, self.parsed).items():
+            work: list[tuple[_Stored, list[int], int]] = []
+            for st in _parse_hash(q, h, self.parsed).values():
                 s = st.schedule
                 if s is None or st.paused:
                     continue
                 last = int(st.last) if st.last else now
                 ticks, new_last = s.plan(last, now)
                 if new_last != last or not st.last:
-                    work.append((q, name, st, ticks, new_last if st.last else now))
+                    work.append((st, ticks, new_last if st.last else now))
                 due = min(due, s.next_ticks(max(now, new_last))[0])
             if not work:
                 continue
@@ -450,23 +456,40 @@ class Scheduler:
                 due = min(due, now + LOOK_AGAIN_MS)  # another worker is on it: see what it left
                 continue
             try:
-                for item in work:
-                    await self._tick(*item)
+                await self._tick_all(q, work)
             finally:
                 await client.delete(flag)
         return max(due - now, 1) / 1000 + 0.002
 
-    async def _tick(self, queue: str, name: str, st: _Stored, ticks: list[int], new_last: int) -> str:
+    async def _tick_all(self, queue: str, work: list[tuple[_Stored, list[int], int]]) -> None:
+        """One script per batch of up to ``BATCH_JOBS`` jobs; a batch refused as a whole (a schedule
+        changed meanwhile) is retried one schedule at a time, so the others still tick."""
+        batch: list[tuple[_Stored, list[int], int]] = []
+        size = 0
+        for item in work:
+            if batch and size + len(item[1]) > BATCH_JOBS:
+                await self._tick(queue, batch)
+                batch, size = [], 0
+            batch.append(item)
+            size += len(item[1])
+        if batch:
+            await self._tick(queue, batch)
+
+    async def _tick(self, queue: str, batch: list[tuple[_Stored, list[int], int]]) -> None:
         try:
-            status, n = await self._run(self.ops._tick(queue, st, ticks, new_last))
-        except EnqueueError as exc:  # data the queue's payload class refuses: skip the tick, loudly
-            log.error("schedule %s/%s: tick skipped: %s", queue, name, exc)
-            status, n = await self._run(self.ops._tick(queue, st, [], new_last))
+            status, n = await self._run(self.ops._tick(queue, batch))
+        except EnqueueError as exc:  # data a payload class refuses (nothing was written)
+            if len(batch) == 1:
+                st, _ticks, new_last = batch[0]
+                log.error("schedule %s/%s: tick skipped: %s", queue, st.schedule.name if st.schedule else "?", exc)
+                await self._run(self.ops._tick(queue, [(st, [], new_last)]))
+                return
+            status, n = "SPLIT", 0
         if status == "OK":
             self.ticks += n
-            if n:
-                log.debug("schedule %s/%s: enqueued %d job(s)", queue, name, n)
-        return str(status)
+        elif len(batch) > 1:  # find the schedule at fault, tick the others
+            for item in batch:
+                await self._tick(queue, [item])
 
 
 def _single(call: Any) -> Op:

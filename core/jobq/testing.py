@@ -262,3 +262,30 @@ def jobq_redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+CHROMIUM = os.environ.get("JOBQ_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """The system's headless Chromium (Debian package) driven by Playwright; never a downloaded browser.
+
+    Module-scoped: Playwright's sync API runs an event loop in this thread while it is open, and a
+    later test calling ``asyncio.run`` would find it running.
+
+    Yields a Playwright ``Browser``; open ``browser.new_context()`` per test and close it.
+    """
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright; the browser is the system chromium)")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (or set JOBQ_CHROMIUM)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
+        try:
+            yield browser
+        finally:
+            browser.close()

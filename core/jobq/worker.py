@@ -174,9 +174,9 @@ class QueueRunner:
                            f"{int(s.retention_failed * 1000)},{s.retention_failed_count}",
                            self.w.id, len(acks)]
         keys = list(self._fetch_keys)
-        for a, result, _r, _d in acks:
+        for a, result, _r, duration in acks:
             keys.append(self.keys.job(a.id))
-            args += (a.id, a.token, result)
+            args += (a.id, a.token, result, int(duration * 1000))
         try:
             now_ms, lost, claimed, next_due, to_resolve = await self.w.scripts.fetch(keys=keys, args=args)
         except Exception as exc:  # Redis down, or worse: keep the acks, back off, try again

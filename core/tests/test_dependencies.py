@@ -134,7 +134,7 @@ def test_crash_between_outbox_and_resolve_and_duplicate_resolves(three):
                                                                      "w", 0])
     token = claimed[1].decode()
     *_, queued = sc.fetch(keys=[*ka.fetch_keys(), ka.job("a")],
-                          args=[ka.job_prefix, 30000, 0, "t:", 100, -1, -1, "w", 1, "a", token, '{"path":["a"]}'])
+                          args=[ka.job_prefix, 30000, 0, "t:", 100, -1, -1, "w", 1, "a", token, '{"path":["a"]}', 5])
     assert queued == 1 and client.llen(ka.resolve) == 1
     entry = json.loads(client.lindex(ka.resolve, 0))
     assert (entry["t"], entry["d"], entry["s"]) == ("qb|b", "qa|a", "completed")

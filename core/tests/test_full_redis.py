@@ -28,6 +28,8 @@ def test_a_full_redis_gives_queue_full_and_writes_nothing(jobq_redis_server: Red
         assert info.value.queue == "full" and "nothing was enqueued" in str(info.value)
         with pytest.raises(QueueFull):
             qm.add_jobs("full", [(f"b{i}", {"n": i}) for i in range(10)])
+        with pytest.raises(QueueFull):  # a job that waits for another is created in one script too
+            qm.add_job("full", "dep", {"n": 2}, depends_on=[("full", "before")])
         assert sorted(jobq_redis_server.client.keys("*")) == keys, "a refused enqueue writes nothing"
         assert qm.get_job_status("full", "before") == "waiting", "reads still work"
 

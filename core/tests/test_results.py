@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from jobq import (
     AsyncQueueManager,
     ConfigError,
+    InvalidOptions,
     JobNotCompleted,
     JobNotFound,
     QueueManager,
@@ -111,6 +112,12 @@ def test_wait_refuses_when_events_are_off(tmp_path):
     with pytest.raises(ConfigError, match="JOBQ_EVENTS_MAXLEN=0"):
         m.wait_for("waits", "x", timeout=1)
     m.shutdown()
+
+
+@pytest.mark.parametrize("queue, job_id", [("waits\n", "x"), ("waits", "x\n"), ("waits", "x/../y")])
+def test_wait_refuses_names_that_are_not_a_full_match(jobq_settings, queue, job_id):
+    with QueueManager(jobq_settings, [SPEC]) as m, pytest.raises(InvalidOptions):
+        m.wait_for(queue, job_id, timeout=1)
 
 
 def test_cli_job_wait(jobq_settings, jobq_harness, monkeypatch):

@@ -62,6 +62,8 @@ def test_bad_definitions_name_the_field(kwargs, field):
     assert field in str(e.value)
     with pytest.raises(InvalidOptions, match="schedule name"):
         Schedule(name="no spaces", every=5)
+    with pytest.raises(InvalidOptions, match="schedule name"):
+        Schedule(name="nightly\n", every=5)
 
 
 def test_every_ticks_count_from_the_epoch():
@@ -117,6 +119,10 @@ def test_cron_in_a_time_zone_follows_daylight_saving():
     # ticks_between walks back from `until` and agrees with next_ticks walking forward
     assert hourly.ticks_between(ms(2026, 10, 24, 22), ms(2026, 10, 25, 3), 100) == \
         hourly.next_ticks(ms(2026, 10, 24, 22), 5)
+    assert half_two.ticks_between(ms(2026, 3, 27), ms(2026, 3, 31), 10) == half_two.next_ticks(ms(2026, 3, 27), 4)
+    quarter = Schedule(name="q", cron="*/15 * * * *", timezone=paris)
+    for start in (ms(2026, 3, 29, 0, 30), ms(2026, 10, 25, 0, 0)):
+        assert quarter.ticks_between(start, start + 3_600_000, 10) == quarter.next_ticks(start, 4)
 
 
 def test_spec_declares_schedules():
@@ -186,8 +192,8 @@ def test_tick_script_enqueues_once_per_tick(jobq_settings):
     k = QueueKeys(jobq_settings.prefix, "sched")
     stored = _parse_hash("sched", m.redis.hgetall(k.schedules))["t"]
     tick = s.next_ticks(int(stored.last))[0]
-    assert _run_sync(m.redis, m.scripts, m._tick("sched", stored, [tick], tick)) == ("OK", 1)
-    assert _run_sync(m.redis, m.scripts, m._tick("sched", stored, [tick], tick)) == ("RACE", 0)
+    assert _run_sync(m.redis, m.scripts, m._tick("sched", [(stored, [tick], tick)])) == ("OK", 1)
+    assert _run_sync(m.redis, m.scripts, m._tick("sched", [(stored, [tick], tick)])) == ("RACE", 0)
     job = m.get_job("sched", f"t-{tick}")
     assert job.state == "waiting" and job.data == {"x": 1} and job.name == "t"
     assert m.get_queue_metrics("sched")["waiting"] == 1
@@ -198,7 +204,7 @@ def test_tick_script_enqueues_once_per_tick(jobq_settings):
 
     def contend():
         barrier.wait()
-        return _run_sync(m.redis, m.scripts, m._tick("sched", stored, [nxt], nxt))
+        return _run_sync(m.redis, m.scripts, m._tick("sched", [(stored, [nxt], nxt)]))
 
     with ThreadPoolExecutor(8) as pool:
         outcomes = sorted(f.result() for f in [pool.submit(contend) for _ in range(8)])
@@ -207,11 +213,51 @@ def test_tick_script_enqueues_once_per_tick(jobq_settings):
     tick = nxt
     m.pause_schedule("sched", "t")
     fresh = _parse_hash("sched", m.redis.hgetall(k.schedules))["t"]
-    assert _run_sync(m.redis, m.scripts, m._tick("sched", fresh, [tick + 60_000], tick + 60_000)) == ("PAUSED", 0)
+    assert _run_sync(m.redis, m.scripts, m._tick("sched", [(fresh, [tick + 60_000], tick + 60_000)])) == ("PAUSED", 0)
     m.add_schedule("sched", Schedule(name="t", every=120))  # redefined: plans made before do nothing
-    assert _run_sync(m.redis, m.scripts, m._tick("sched", fresh, [tick + 60_000], tick + 60_000)) == ("GONE", 0)
+    assert _run_sync(m.redis, m.scripts, m._tick("sched", [(fresh, [tick + 60_000], tick + 60_000)])) == ("GONE", 0)
     assert m.get_queue_metrics("sched")["waiting"] == 2
     m.shutdown()
+
+
+def test_tick_batch_is_all_or_nothing(jobq_settings):
+    from jobq.queue import _run_sync
+    from jobq.schedules import _parse_hash
+
+    m = QueueManager(jobq_settings, [SPEC])
+    k = QueueKeys(jobq_settings.prefix, "sched")
+    for name in ("a", "b"):
+        m.add_schedule("sched", Schedule(name=name, every=60))
+    st = _parse_hash("sched", m.redis.hgetall(k.schedules))
+    ta, tb = (st[n].schedule.next_ticks(int(st[n].last))[0] for n in ("a", "b"))
+    stale_b = attrs.evolve(st["b"], last="1")
+    assert _run_sync(m.redis, m.scripts, m._tick("sched", [(st["a"], [ta], ta), (stale_b, [tb], tb)])) == ("RACE", 0)
+    assert m.get_queue_metrics("sched")["waiting"] == 0 and m.redis.hget(k.schedules, "last:a") == st["a"].last.encode()
+    assert _run_sync(m.redis, m.scripts, m._tick("sched", [(st["a"], [ta], ta), (st["b"], [tb], tb)])) == ("OK", 2)
+    assert {j for j in ("a", "b") if m.get_job("sched", f"{j}-{ta if j == 'a' else tb}")} == {"a", "b"}
+    m.shutdown()
+
+
+@attrs.frozen(kw_only=True)
+class Count:
+    n: int
+
+
+def test_a_tick_the_payload_class_refuses_is_skipped_and_the_others_run(jobq_settings, jobq_harness, caplog):
+    """Data stored before the payload class changed: that schedule's ticks are skipped, loudly."""
+    spec = QueueSpec(name="sched", handler=lambda job: job.data.n, payload=Count)
+    loose = QueueManager(jobq_settings, strict=False)
+    loose.add_schedule("sched", Schedule(name="old", every=1, data={"count": 1}))
+    loose.add_schedule("sched", Schedule(name="new", every=1, data={"n": 2}))
+    loose.shutdown()
+    jobq_harness.start(spec)
+    m = jobq_harness.manager
+    wait_until(lambda: m.get_queue_metrics("sched")["completed"] >= 2, 10, message="ticks of 'new'")
+    done = m.list_jobs("sched", "completed")
+    assert {j.id.rsplit("-", 1)[0] for j in done} == {"new"} and {j.result for j in done} == {2}
+    assert "schedule sched/old: tick skipped" in caplog.text and "n" in caplog.text
+    wait_until(lambda: m.list_schedules("sched")[1].last_tick > m.list_schedules("sched")[1].next_runs[0] - 2, 5,
+               message="the skipped schedule's last tick moves on")
 
 
 def test_bad_stored_definition_is_skipped(jobq_settings, jobq_harness, caplog):
@@ -237,22 +283,41 @@ def fleet_settings(tmp_path):
 
 
 @pytest.mark.slow
-def test_exactly_one_job_per_tick_with_three_worker_processes(fleet_settings, tmp_path):
+def test_three_worker_processes_one_job_per_tick_and_catch_up_after_all_died(fleet_settings, tmp_path):
+    """Three workers tick two schedules every second (catch_up latest and all); all three are killed,
+    stay down 3 s, and three new ones start: one job per tick throughout, missed ticks per policy."""
     fleet = Fleet(fleet_settings, tmp_path / "ledger")
     m = QueueManager(fleet_settings, strict=False)
+
+    def ticks(name):
+        added = [e["jobId"] for e in m.read_events("ticker", count=10_000)
+                 if e["event"] == "added" and e["jobId"].startswith(f"{name}-")]
+        assert len(added) == len(set(added)), f"a tick of {name} was enqueued twice: {added}"
+        return sorted(int(i.rsplit("-", 1)[1]) for i in added)
+
+    def redis_ms():
+        sec, usec = m.redis.time()
+        return sec * 1000 + usec // 1000
+
     try:
         for _ in range(3):
             fleet.spawn("ticker")
-        first = wait_until(lambda: [e for e in fleet.entries() if e["event"] == "start"], 10, message="a tick")
-        t0 = int(first[0]["id"].rsplit("-", 1)[1])
-        wait_until(lambda: any(e["id"] == f"beat-{t0 + 3000}" for e in fleet.entries()), 10, message="4 ticks")
+        wait_until(lambda: len(ticks("beat")) >= 3, 10, message="3 ticks")
         started = [e["id"] for e in fleet.entries() if e["event"] == "start"]
         assert len(started) == len(set(started)), f"a tick ran twice: {started}"
-        added = [e["jobId"] for e in m.read_events("ticker", count=1000) if e["event"] == "added"]
-        assert len(added) == len(set(added)), f"a tick was enqueued twice: {added}"
-        ticks = [int(i.rsplit("-", 1)[1]) for i in added]
-        assert ticks == list(range(ticks[0], ticks[0] + 1000 * len(ticks), 1000)), f"a tick was missed: {ticks}"
-        assert set(started) <= set(added) and len(added) >= 4
+        fleet.close()  # SIGKILL, all of them
+        fleet.procs = []
+        before = ticks("beat")[-1]
+        down_until = redis_ms() + 3000
+        wait_until(lambda: redis_ms() > down_until, 5, message="the outage")  # no worker runs meanwhile
+        for _ in range(3):
+            fleet.spawn("ticker")
+        wait_until(lambda: ticks("beat")[-1] > down_until + 1000, 15, message="ticks after the restart")
+        beat, every = ticks("beat"), ticks("all")
+        missed = [t for t in range(before + 1000, down_until, 1000) if t not in beat]
+        assert len(missed) >= 2, f"catch_up=latest ran the missed ticks: {beat}"
+        assert every == list(range(every[0], every[-1] + 1000, 1000)), f"catch_up=all left a gap: {every}"
+        assert every[0] <= before and every[-1] > down_until
     finally:
         fleet.close()
         m.shutdown()

@@ -160,7 +160,7 @@ def test_fencing_a_stale_attempt_cannot_write(jobq_settings):
         keys, args = list(fkeys), [k.job_prefix, lease, 1, token_base, 100, -1, -1, "w", len(acks)]
         for job_id, tok in acks:
             keys.append(k.job(job_id))
-            args += [job_id, tok, '{"done":1}']
+            args += [job_id, tok, '{"done":1}', 3]
         return sc.fetch(keys=keys, args=args)
 
     _now, _lost, claimed, *_ = fetch("old:")

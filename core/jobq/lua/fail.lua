@@ -9,6 +9,7 @@ if redis.call('HGET', jk, 'token') ~= ARGV[2] then return {'LOST'} end
 redis.call('ZREM', KEYS[2], id)
 redis.call('HDEL', jk, 'token')
 redis.call('HSET', jk, 'code', code, 'error', ARGV[5], 'stack', ARGV[6])
+if kind ~= 'defer' then record_attempt(jk, now, code, ARGV[5], ARGV[6]) end
 local maxlen = ARGV[11]
 
 local delay = -1
@@ -34,6 +35,7 @@ if delay >= 0 then
   redis.call('HSET', jk, 'state', 'delayed')
   redis.call('ZADD', KEYS[3], now + delay, id)
   redis.call('HINCRBY', KEYS[6], 'retried', 1)
+  record_history(KEYS[6], now, 'r', 1)
   emit(KEYS[5], maxlen, 'retrying', id, 'code', code, 'delay', delay)
   wake(KEYS[7], 1)
   return {'RETRY', delay}
@@ -42,6 +44,7 @@ redis.call('HSET', jk, 'state', 'failed', 'finished', now, 'code', code)
 if redis.call('HDEL', jk, 'secrets') == 1 then redis.call('HSET', jk, 'scrubbed', '1') end
 redis.call('ZADD', KEYS[4], now, id)
 redis.call('HINCRBY', KEYS[6], 'failed:' .. code, 1)
+record_history(KEYS[6], now, 'f', 1)
 emit(KEYS[5], maxlen, 'failed', id, 'code', code)
 local base, name = job_names(jk, id)
 return {'FAILED', code, dependents_out(jk, base .. 'resolve', name, 'failed', '')}

@@ -4,15 +4,15 @@
 --       10 gc, 11 seq, 11+i job key of ack i
 -- ARGV: 1 job key prefix, 2 lease ms, 3 n to claim, 4 token base, 5 events maxlen,
 --       6 keep completed "<ms>,<count>" (-1: no limit), 7 keep failed "<ms>,<count>", 8 worker id, 9 n acks,
---       then 3 per ack: id, token, result
+--       then 4 per ack: id, token, result, duration ms
 local now = now_ms()
 local jp, lease, want, tbase, maxlen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local nack = tonumber(ARGV[9])
 
 local lost = {}
-local done, nres = 0, 0
+local done, nres, durs = 0, 0, {}
 for i = 1, nack do
-  local b = 9 + (i - 1) * 3
+  local b = 9 + (i - 1) * 4
   local id, tok = ARGV[b + 1], ARGV[b + 2]
   local jk = KEYS[11 + i]
   if redis.call('HGET', jk, 'token') == tok then
@@ -24,11 +24,13 @@ for i = 1, nack do
     local base, name = job_names(jk, id)
     nres = nres + dependents_out(jk, base .. 'resolve', name, 'completed', ARGV[b + 3])
     done = done + 1
+    durs[done] = tonumber(ARGV[b + 4]) or 0
   else
     lost[#lost + 1] = id
   end
 end
 if done > 0 then redis.call('HINCRBY', KEYS[9], 'completed', done) end
+record_history(KEYS[9], now, 'c', done, durs)
 
 -- "<ms>,<count>", or "<ms>" alone (no count limit)
 local function keep(spec)

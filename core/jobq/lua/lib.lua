@@ -85,6 +85,40 @@ local function claim(jp, id, tok, worker, now, lease, active, events, maxlen)
   return {id, tok, att, f[1], f[2] or '', f[3] or '', f[4], f[5] or '', f[6] or ''}
 end
 
+-- Per-minute history (dashboard, `jobq stats --history`): one hash <base>hist:<minute> per queue and
+-- minute, derived from the queue's stats key, with counts c(ompleted) f(ailed) r(etried) s(talled),
+-- and for completions d<i> (bucket i of HIST_MS, the last is "slower") plus ds (sum of ms). Kept 25 h.
+local HIST_MS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
+local function record_history(stats, now, field, n, durations)
+  if n == 0 then return end
+  local key = string.sub(stats, 1, -6) .. 'hist:' .. math.floor(now / 60000)
+  redis.call('HINCRBY', key, field, n)
+  if durations then
+    local buckets, sum = {}, 0
+    for _, d in ipairs(durations) do
+      local i = #HIST_MS + 1
+      for j, bound in ipairs(HIST_MS) do if d <= bound then i = j; break end end
+      buckets[i] = (buckets[i] or 0) + 1
+      sum = sum + d
+    end
+    for i, c in pairs(buckets) do redis.call('HINCRBY', key, 'd' .. i, c) end
+    redis.call('HINCRBY', key, 'ds', sum)
+  end
+  redis.call('PEXPIRE', key, 90000000)
+end
+
+-- The last 5 failed attempts of a job (field faillog, JSON, at most ~10 kB): the dashboard shows each
+-- one's code, message (500 chars) and stack tail (1,500); the current failure keeps its full text in
+-- code/error/stack.
+local function record_attempt(jk, now, code, message, stack)
+  local ok, log = pcall(cjson.decode, redis.call('HGET', jk, 'faillog') or '[]')
+  if not ok or type(log) ~= 'table' then log = {} end
+  log[#log + 1] = {a = tonumber(redis.call('HGET', jk, 'att')) or 0, t = now, code = code,
+                   message = string.sub(message, 1, 500), stack = string.sub(stack, -1500)}
+  while #log > 5 do table.remove(log, 1) end
+  redis.call('HSET', jk, 'faillog', cjson.encode(log))
+end
+
 -- The key base ("<prefix>:{<queue>}:") and the "<queue>|<id>" name of a job, from its key.
 local function job_names(jk, id)
   local base = string.sub(jk, 1, #jk - #id - 4)

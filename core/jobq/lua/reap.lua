@@ -13,12 +13,15 @@ for _, id in ipairs(ids) do
     local stalls = redis.call('HINCRBY', jk, 'stalls', 1)
     redis.call('HDEL', jk, 'token')
     redis.call('HINCRBY', KEYS[7], 'stalled', 1)
+    record_history(KEYS[7], now, 's', 1)
+    record_attempt(jk, now, 'ERR_STALLED', 'lease expired: the worker died or stopped heartbeating', '')
     if stalls > maxstalls then
       local msg = 'job stalled ' .. stalls .. ' times: its worker died or lost its lease'
       redis.call('HSET', jk, 'state', 'failed', 'finished', now, 'code', 'ERR_STALLED', 'error', msg, 'stack', '')
       if redis.call('HDEL', jk, 'secrets') == 1 then redis.call('HSET', jk, 'scrubbed', '1') end
       redis.call('ZADD', KEYS[5], now, id)
       redis.call('HINCRBY', KEYS[7], 'failed:ERR_STALLED', 1)
+      record_history(KEYS[7], now, 'f', 1)
       emit(KEYS[6], maxlen, 'failed', id, 'code', 'ERR_STALLED')
       local base, name = job_names(jk, id)
       dependents_out(jk, base .. 'resolve', name, 'failed', '')

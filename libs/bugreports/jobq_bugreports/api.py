@@ -1,7 +1,9 @@
-"""The intake API (Starlette): ``POST /api/v1/reports`` and ``GET /api/v1/reports/{id}``.
+"""The intake API (Starlette): ``POST /api/v1/reports``, ``GET /api/v1/reports/{id}``, the OpenAPI
+document and ``/health``.
 
 Handlers are async only for I/O with the client; parsing JSON, the database and Redis run in a
-worker thread (:class:`Intake` is blocking), so a 60 MB replay never stalls other requests.
+worker thread (:class:`Intake` is blocking). Body limits are in :mod:`.body`, connection limits
+in :mod:`.server`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .body import DrainBody, decode, read_body
+from .erasure import ErasureIncomplete
 from .intake import (
     BodyTooLarge,
     Intake,
@@ -32,7 +36,8 @@ from .intake import (
     check_project_payloads,
     fallback_specs,
 )
-from .projects import API_KEYS, PROJECTS_FILE, ApiKeys, Project, load_projects
+from .openapi import openapi_document
+from .projects import API_KEYS, PROJECTS_FILE, READ_KEYS, ApiKeys, Project, load_projects
 from .store import ReportStore
 from .tracing import TraceRequests
 
@@ -41,56 +46,54 @@ log = logging.getLogger(__name__)
 MAX_BODY = "JOBQ_API_MAX_BODY"
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 API_KEY_HEADER = "x-api-key"
+OPENAPI_PATH = "/api/v1/openapi.json"
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: text that is not valid Unicode (a lone surrogate in an unknown
+    field's name, quoted back in an error) can still be sent."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     """Every error answer has the same shape: ``{"error": {"code", "message", ...}}``."""
-    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+    return AsciiJSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with :class:`BodyTooLarge` as soon as it passes ``limit`` bytes:
-    a lying or absent ``Content-Length`` never makes us buffer more than the limit."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"body is over the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _decode(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise RequestInvalid([{"field": "(body)", "message": "is not UTF-8"}]) from None
-    except json.JSONDecodeError as exc:
-        message = f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        raise RequestInvalid([{"field": "(body)", "message": message}]) from None
-    except RecursionError:
-        raise RequestInvalid([{"field": "(body)", "message": "is nested too deeply"}]) from None
+def _unauthorized() -> JSONResponse:
+    return error(401, "ERR_UNAUTHORIZED", f"missing or unknown {API_KEY_HEADER} header")
 
 
 class IntakeApp:
-    """The routes, bound to one :class:`Intake`, its API keys and the body limit."""
+    """The routes, bound to one :class:`Intake`, its two kinds of keys and the body limit.
 
-    def __init__(self, intake: Intake, api_keys: ApiKeys, max_body: int) -> None:
+    Ingest keys (``JOBQ_API_KEYS``) sit in browsers: they can create reports and nothing else.
+    Reading a report, which shows job results and failures, needs a read key
+    (``JOBQ_API_READ_KEYS``).
+    """
+
+    def __init__(self, intake: Intake, api_keys: ApiKeys, read_keys: ApiKeys, max_body: int) -> None:
         self.intake = intake
         self.api_keys = api_keys
+        self.read_keys = read_keys
         self.max_body = max_body
 
-    def _project(self, request: Request) -> str | None:
-        return self.api_keys.project_for(request.headers.get(API_KEY_HEADER))
+    def _scope(self, request: Request, keys: ApiKeys, other: ApiKeys, other_setting: str) -> str | Response:
+        """The key's project, or the refusal: 401 for an unknown key, 403 for a key of the other kind."""
+        presented = request.headers.get(API_KEY_HEADER)
+        project_id = keys.project_for(presented)
+        if project_id is not None:
+            return project_id
+        if other.project_for(presented) is not None:
+            return error(403, "ERR_FORBIDDEN", f"this key cannot do that; it is a {other_setting} key")
+        return _unauthorized()
 
     async def create_report(self, request: Request) -> Response:
-        project_id = self._project(request)
-        if project_id is None:
-            return error(401, "ERR_UNAUTHORIZED", f"missing or unknown {API_KEY_HEADER} header")
+        project_id = self._scope(request, self.api_keys, self.read_keys, READ_KEYS)
+        if not isinstance(project_id, str):
+            return project_id
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             return error(415, "ERR_UNSUPPORTED_MEDIA_TYPE", "send the report as application/json")
@@ -107,23 +110,39 @@ class IntakeApp:
             return _unavailable("ERR_QUEUE_UNAVAILABLE", str(exc))
         except StoreUnavailable as exc:
             return _unavailable("ERR_STORE_UNAVAILABLE", str(exc))
-        return JSONResponse(report, status_code=201, headers={"Location": f"/api/v1/reports/{report['id']}"})
+        return AsciiJSONResponse(report, status_code=201, headers={"Location": f"/api/v1/reports/{report['id']}"})
 
-    def _create(self, project_id: str, raw: bytes) -> dict[str, Any]:
-        return self.intake.create(project_id, _decode(raw))
+    def _create(self, project_id: str, raw: bytearray) -> dict[str, Any]:
+        return self.intake.create(project_id, decode(raw))
 
     async def get_report(self, request: Request) -> Response:
-        project_id = self._project(request)
-        if project_id is None:
-            return error(401, "ERR_UNAUTHORIZED", f"missing or unknown {API_KEY_HEADER} header")
+        project_id = self._scope(request, self.read_keys, self.api_keys, API_KEYS)
+        if not isinstance(project_id, str):
+            return project_id
         report_id = request.path_params["report_id"]
         try:
             report = await run_in_threadpool(self.intake.show, project_id, report_id)
         except StoreUnavailable as exc:
             return _unavailable("ERR_STORE_UNAVAILABLE", str(exc))
         if report is None:
-            return error(404, "ERR_NOT_FOUND", f"no report {report_id!r} in this project")
-        return JSONResponse(report)
+            return error(404, "ERR_NOT_FOUND", "no such report in this project")
+        return AsciiJSONResponse(report)
+
+    async def delete_report(self, request: Request) -> Response:
+        """Erase the report and everything it produced (a read key: erasure is no SDK's business)."""
+        project_id = self._scope(request, self.read_keys, self.api_keys, API_KEYS)
+        if not isinstance(project_id, str):
+            return project_id
+        try:
+            outcome = await run_in_threadpool(self.intake.erase, project_id, request.path_params["report_id"])
+        except StoreUnavailable as exc:
+            return _unavailable("ERR_STORE_UNAVAILABLE", str(exc))
+        except ErasureIncomplete as exc:
+            return _unavailable("ERR_ERASURE_INCOMPLETE", f"{exc}; the report is kept, marked: send the DELETE "
+                                "again")
+        if outcome is None:
+            return error(404, "ERR_NOT_FOUND", "no such report in this project")
+        return AsciiJSONResponse(outcome)
 
     async def health(self, request: Request) -> Response:
         """Liveness for load balancers: can we reach Redis and the database? No details leak."""
@@ -138,6 +157,9 @@ class IntakeApp:
 
         ok = await run_in_threadpool(check)
         return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_document(self.max_body))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -161,14 +183,18 @@ def _unavailable(code: str, message: str) -> JSONResponse:
 
 def create_app(
     *, settings: Settings | None = None, store: ReportStore | None = None,
-    api_keys: ApiKeys | None = None, projects: Mapping[str, Project] | None = None,
+    api_keys: ApiKeys | None = None, read_keys: ApiKeys | None = None,
+    projects: Mapping[str, Project] | None = None,
     specs: list[QueueSpec] | None = None, max_body: int | None = None, env: Mapping[str, str] | None = None,
 ) -> Starlette:
     """Build the ASGI app. Anything not given is read from the environment (``env`` or ``os.environ``).
 
     :param settings: jobq settings (Redis URL, prefix...), default ``Settings.from_env()``.
     :param store: the report store, default ``ReportStore.from_env()`` (closed with the app).
-    :param api_keys: default parsed from ``JOBQ_API_KEYS``; the app refuses to start without any.
+    :param api_keys: ingest keys, default parsed from ``JOBQ_API_KEYS``; the app refuses to start
+        without any.
+    :param read_keys: keys that may read reports, default parsed from ``JOBQ_API_READ_KEYS`` (none:
+        no one can read reports over HTTP).
     :param projects: default read from ``JOBQ_PROJECTS_FILE``.
     :param specs: queue specs used to validate payloads at enqueue, default those of the installed
         plugins plus intake-only specs for the intake queues no installed plugin declares.
@@ -180,6 +206,10 @@ def create_app(
         api_keys = ApiKeys.parse(e.get(API_KEYS))
     if not len(api_keys):
         raise ConfigError(f"{API_KEYS} is empty: no project could send reports")
+    if read_keys is None:
+        read_keys = ApiKeys.parse(e.get(READ_KEYS), READ_KEYS)
+    if api_keys.overlaps(read_keys):
+        raise ConfigError(f"a key is in both {API_KEYS} and {READ_KEYS}: read keys must not ship in browsers")
     if projects is None:
         projects = load_projects(e.get(PROJECTS_FILE))
     if max_body is None:
@@ -192,7 +222,7 @@ def create_app(
     owned_store = store is None
     store = store or ReportStore.from_env(e)
     manager = QueueManager(settings, specs, strict=False)
-    routes = IntakeApp(Intake(store, manager, projects), api_keys, max_body)
+    routes = IntakeApp(Intake(store, manager, projects), api_keys, read_keys, max_body)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -207,12 +237,18 @@ def create_app(
         routes=[
             Route("/api/v1/reports", routes.create_report, methods=["POST"]),
             Route("/api/v1/reports/{report_id}", routes.get_report, methods=["GET"]),
+            Route("/api/v1/reports/{report_id}", routes.delete_report, methods=["DELETE"]),
+            Route(OPENAPI_PATH, routes.openapi, methods=["GET"]),
             Route("/health", routes.health, methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
-        middleware=[Middleware(TraceRequests)],
+        # The trace covers the whole exchange, the drain included.
+        middleware=[Middleware(TraceRequests), Middleware(DrainBody, limit=max_body)],
     )
+    # Starlette would answer /api/v1/reports/ with a redirect to an absolute URL built from the
+    # Host header, which the client chooses: no redirects at all.
+    app.router.redirect_slashes = False
     app.state.intake = routes.intake
     return app
 

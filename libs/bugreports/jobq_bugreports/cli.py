@@ -14,31 +14,31 @@ import click
 def api_command(host: str, port: int) -> None:
     """Serve the bug-report intake API (POST/GET /api/v1/reports).
 
-    Reads JOBQ_API_KEYS, JOBQ_PROJECTS_FILE, JOBQ_API_MAX_BODY, DATABASE_URL and the jobq settings
-    (REDIS_URL, JOBQ_PREFIX, STORAGE_URL...) from the environment.
+    Reads JOBQ_API_KEYS, JOBQ_API_READ_KEYS, JOBQ_PROJECTS_FILE, JOBQ_API_MAX_BODY, the connection
+    limits (JOBQ_API_HEADER_TIMEOUT, JOBQ_API_BODY_TIMEOUT, JOBQ_API_IDLE_TIMEOUT,
+    JOBQ_API_MAX_CONNECTIONS), DATABASE_URL and the jobq settings (REDIS_URL, JOBQ_PREFIX,
+    STORAGE_URL...) from the environment.
     """
     from jobq import ConfigError, tracing
 
     try:
-        import uvicorn
-
         from .api import create_app
+        from .server import ServerLimits, quiet_logs, server_config
     except ImportError as exc:
         raise click.ClickException(
             f"the intake API needs its extra: pip install 'jobq-bugreports[api]' ({exc.name} is missing)") from None
     tracing.setup(configure_sdk=True)  # OTEL_* decide; off without jobq[otel]
     try:
+        limits = ServerLimits.from_env()
         app = create_app()
     except (ConfigError, ValueError, ImportError) as exc:
         raise click.ClickException(str(exc)) from None
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     if level not in ("critical", "error", "warning", "info", "debug"):
         level = "info"
-    # The body limit is ours, enforced while streaming; proxy headers are off: nothing here uses the
-    # client address, and trusting X-Forwarded-* is a deployment decision.
+    quiet_logs()
     try:
-        _serve(uvicorn.Config(app, host=host, port=port, log_level=level, proxy_headers=False,
-                              server_header=False))
+        _serve(server_config(app, host=host, port=port, limits=limits, log_level=level))
     finally:
         tracing.shutdown()
 

@@ -34,6 +34,29 @@ _BODY_FIELDS = {"title", "description", "severity", "url", "screenshot", "sessio
 _PAYLOAD_TO_BODY = {"screenshotData": "screenshot", "replayData": "sessionReplay.events"}
 
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_PATH_KEY = re.compile(r"(?i).*(path|dir|file)")
+
+
+def public_only(value: Any, key: str = "") -> Any:
+    """``value`` with every storage location that is not a public URL replaced by ``None``:
+    ``file:`` URLs, other non-HTTP URLs (``s3://``...), and absolute paths under keys named like
+    paths. Workers record where they stored outputs; only HTTP(S) URLs are meant for clients."""
+    if isinstance(value, str):
+        scheme = _SCHEME.match(value)  # a prefix: the URL's scheme
+        if scheme and scheme.group(1).lower() not in ("http", "https") and (
+                scheme.group(1).lower() == "file" or value[scheme.end():].startswith("//")):
+            return None
+        if value.startswith("/") and _PATH_KEY.fullmatch(key):
+            return None
+        return value
+    if isinstance(value, dict):
+        return {k: public_only(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_only(v, key) for v in value]
+    return value
+
+
 class RequestInvalid(Exception):
     """The request body is unusable; ``errors`` lists ``{"field", "message"}`` pairs."""
 
@@ -95,10 +118,10 @@ def parse_report(body: Any) -> NewReport:
             errors.append({"field": name, "message": problem})
     screenshot = body.get("screenshot")
     if screenshot is not None:
-        if not isinstance(screenshot, str) or not _SCREENSHOT.match(screenshot):
+        if not isinstance(screenshot, str) or not _SCREENSHOT.match(screenshot):  # a prefix: the data URL header
             errors.append({"field": "screenshot",
                            "message": "must be a data URL: data:image/(png|jpeg|webp);base64,..."})
-        elif len(screenshot) == _SCREENSHOT.match(screenshot).end():  # type: ignore[union-attr]
+        elif len(screenshot) == _SCREENSHOT.match(screenshot).end():  # type: ignore[union-attr]  # prefix
             errors.append({"field": "screenshot", "message": "has no image data"})
     events = None
     replay = body.get("sessionReplay")
@@ -258,11 +281,7 @@ class Intake:
                 project_id=project_id, title=new.title, description=new.description, severity=new.severity,
                 url=new.url, report_id=report_id, jobs=jobs_map(planned),
             ) as report:
-                for queue in QUEUES:
-                    group = [j for j in planned if j.queue == queue]
-                    if group:
-                        self.manager.add_jobs(queue, [(j.job_id, j.data) for j in group])
-                        added.extend(group)
+                self._enqueue(planned, added)
         except PayloadTooLarge as exc:
             self._unwind(added)
             raise BodyTooLarge(str(exc)) from None
@@ -285,6 +304,15 @@ class Intake:
         log.info("report %s created for project %s with jobs %s", report_id, project_id,
                  ", ".join(j.job_id for j in planned) or "none")
         return report
+
+    def _enqueue(self, planned: list[PlannedJob], added: list[PlannedJob]) -> None:
+        """The one place a report's jobs reach Redis: one atomic script per queue, in :data:`QUEUES`
+        order. ``added`` collects what is in, for :meth:`_unwind` if a later queue fails."""
+        for queue in QUEUES:
+            group = [j for j in planned if j.queue == queue]
+            if group:
+                self.manager.add_jobs(queue, [(j.job_id, j.data) for j in group])
+                added.extend(group)
 
     def _validate_payloads(self, planned: list[PlannedJob]) -> None:
         """Structure every payload with its plugin's class before writing anything, so a payload one
@@ -325,7 +353,16 @@ class Intake:
                 jobs[queue] = {name: self._job_view(queue, job_id) for name, job_id in entry.items()}
             else:
                 jobs[queue] = self._job_view(queue, entry)
-        return {**report, "jobs": jobs}
+        return {**report, "metadata": public_only(report.get("metadata", {})), "jobs": jobs}
+
+    def erase(self, project_id: str, report_id: str) -> dict[str, Any] | None:
+        """Erase a report of ``project_id`` and everything it produced (:mod:`.erasure`)."""
+        from .erasure import erase_report
+
+        try:
+            return erase_report(self.store, self.manager, self.manager.storage, report_id, project_id=project_id)
+        except self.store.transient_errors as exc:
+            raise StoreUnavailable(f"the report database is unavailable ({type(exc).__name__})") from None
 
     def _job_view(self, queue: str, job_id: str) -> dict[str, Any]:
         try:
@@ -336,7 +373,7 @@ class Intake:
             return {"id": job_id, "queue": queue, "state": "unknown"}
         return {
             "id": job_id, "queue": queue, "state": job.state, "progress": job.progress,
-            "attempts": job.attempts, "result": job.result,
+            "attempts": job.attempts, "result": public_only(job.result),
             "failure": {"code": job.failure.code, "message": job.failure.message} if job.failure else None,
             "createdAt": _iso(job.created_at), "startedAt": _iso(job.started_at),
             "finishedAt": _iso(job.finished_at),

@@ -1,6 +1,8 @@
 """Per-project configuration of the intake API: API keys, integrations and notifications.
 
-API keys come from ``JOBQ_API_KEYS`` (``projectId:key`` pairs); what each project enqueues besides
+Ingest keys (they ship in browser SDKs and can only create reports) come from ``JOBQ_API_KEYS``,
+read keys (for backends that show a report's processing) from ``JOBQ_API_READ_KEYS``, both as
+``projectId:key`` pairs; what each project enqueues besides
 screenshots and replays comes from the JSON or TOML file named by ``JOBQ_PROJECTS_FILE``. Both are
 read once at start-up and checked there, so a typo stops the server instead of losing reports.
 """
@@ -22,6 +24,7 @@ from jobq import ConfigError
 from .store import check_id
 
 API_KEYS = "JOBQ_API_KEYS"
+READ_KEYS = "JOBQ_API_READ_KEYS"
 PROJECTS_FILE = "JOBQ_PROJECTS_FILE"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,39}")
@@ -45,8 +48,11 @@ class ApiKeys:
         self._keys: list[tuple[bytes, str]] = [(_digest(key), project) for project, key in items]
 
     @classmethod
-    def parse(cls, text: str | None) -> ApiKeys:
-        """Parse ``proj-1:key1,proj-2:key2``; raise :class:`jobq.ConfigError` on a malformed entry."""
+    def parse(cls, text: str | None, setting: str = API_KEYS) -> ApiKeys:
+        """Parse ``proj-1:key1,proj-2:key2``; raise :class:`jobq.ConfigError` on a malformed entry.
+
+        :param setting: the variable the text came from, for error messages.
+        """
         pairs: list[tuple[str, str]] = []
         for n, entry in enumerate((text or "").split(","), 1):
             entry = entry.strip()
@@ -54,19 +60,23 @@ class ApiKeys:
                 continue
             project, sep, key = entry.partition(":")
             if not sep:
-                raise ConfigError(f"{API_KEYS} entry {n} must be projectId:key")
+                raise ConfigError(f"{setting} entry {n} must be projectId:key")
             try:
                 check_id("projectId", project.strip())
             except ValueError:
-                raise ConfigError(f"{API_KEYS} entry {n}: invalid project id") from None
+                raise ConfigError(f"{setting} entry {n}: invalid project id") from None
             if len(key.strip()) < MIN_KEY_LENGTH:
-                raise ConfigError(f"{API_KEYS} entry {n} (project {project.strip()}): key shorter than "
+                raise ConfigError(f"{setting} entry {n} (project {project.strip()}): key shorter than "
                                   f"{MIN_KEY_LENGTH} characters")
             pairs.append((project.strip(), key.strip()))
         return cls(pairs)
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def overlaps(self, other: ApiKeys) -> bool:
+        """True if a key is in both sets."""
+        return bool({d for d, _ in self._keys} & {d for d, _ in other._keys})
 
     def project_for(self, key: str | None) -> str | None:
         """The project of ``key``, or ``None``; always compares against every configured key."""

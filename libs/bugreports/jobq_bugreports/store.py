@@ -77,6 +77,8 @@ def check_id(field: str, value: object) -> str:
 def field_problem(field: str, value: object) -> str | None:
     """What is wrong with a user-supplied report field (``title``, ``description``, ``severity``,
     ``url``), or ``None``."""
+    if isinstance(value, str) and not _is_unicode(value):
+        return "contains a lone surrogate (\\ud800-\\udfff): not valid Unicode text"
     if field == "title":
         if not isinstance(value, str) or not value.strip():
             return "must be a non-empty string"
@@ -96,6 +98,15 @@ def field_problem(field: str, value: object) -> str | None:
         if len(value) > MAX_URL:
             return f"must be at most {MAX_URL} characters"
     return None
+
+
+def _is_unicode(text: str) -> bool:
+    """False if ``text`` holds a lone surrogate, which JSON escapes allow but UTF-8 cannot store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_fields(*, title: object, description: object, severity: object, url: object) -> None:

@@ -11,12 +11,12 @@ from typing import Any
 
 from jobq import tracing
 
-_REPORT = re.compile(r"^/api/v1/reports/[^/]+$")
+_REPORT = re.compile(r"/api/v1/reports/[^/]+")
 
 
 def _route(path: str) -> str:
     """A low-cardinality route name: report ids are not part of it."""
-    return "/api/v1/reports/{report_id}" if _REPORT.match(path) else path
+    return "/api/v1/reports/{report_id}" if _REPORT.fullmatch(path) else path
 
 
 class TraceRequests:

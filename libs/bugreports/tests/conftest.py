@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import queue
+import re
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from jobq_bugreports.server import ServerLimits, server_config
 from jobq_bugreports.store import ReportStore
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -88,9 +94,10 @@ def row_count():
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[httpx.Client]:
-    """Run ``app`` under a real uvicorn on 127.0.0.1 (port 0) in a thread; yield a client for it."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+def serve(app: Any, limits: ServerLimits | None = None) -> Iterator[httpx.Client]:
+    """Run ``app`` as ``jobq api`` does (uvicorn, :func:`server_config`) on 127.0.0.1 (port 0) in a
+    thread; yield a client for it."""
+    server = uvicorn.Server(server_config(app, log_level="warning", limits=limits))
     thread = threading.Thread(target=server.run, name="intake-api", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -110,3 +117,47 @@ def serve(app: Any) -> Iterator[httpx.Client]:
 @pytest.fixture
 def served():
     return serve
+
+
+JOBQ = str(Path(sys.executable).with_name("jobq"))
+
+
+@contextmanager
+def jobq_api(env: dict[str, str], **popen: Any) -> Iterator[tuple[subprocess.Popen, str, list[str]]]:
+    """Run ``jobq api --port 0`` with ``env``; yield the process, its base URL and the stderr lines
+    read so far (the list keeps growing). SIGTERM afterwards."""
+    # No trace exporter: with none listening, its retries would hold up every shutdown for 10 s.
+    env = {"OTEL_SDK_DISABLED": "true", **env}
+    proc = subprocess.Popen([JOBQ, "api", "--host", "127.0.0.1", "--port", "0"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
+    lines: list[str] = []
+    found: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if m := re.search(r"running on (http://127\.0\.0\.1:\d+)", line):
+                found.put(m.group(1))
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        try:
+            base = found.get(timeout=30)
+        except queue.Empty:
+            raise AssertionError("jobq api did not start:\n" + "".join(lines)) from None
+        yield proc, base, lines
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def api_process():
+    """:func:`jobq_api`: ``with api_process(env) as (proc, base_url, stderr_lines): ...``."""
+    return jobq_api

@@ -21,8 +21,12 @@ pytestmark = pytest.mark.timeout(60)
 CORPORA = Path("/work/shared/corpora")
 KEY1 = "key-one-0123456789abcdef"
 KEY2 = "key-two-0123456789abcdef"
+READ1 = "read-one-0123456789abcdef"
+READ2 = "read-two-0123456789abcdef"
 H1 = {"X-API-Key": KEY1}
 H2 = {"X-API-Key": KEY2}
+R1 = {"X-API-Key": READ1}
+R2 = {"X-API-Key": READ2}
 RAW = {**H1, "Content-Type": "application/json"}
 PROJECTS = {
     "proj-1": {
@@ -52,7 +56,7 @@ def make_client(served):
         kw.setdefault("projects", {})
         kw.setdefault("specs", fallback_specs())
         app = create_app(settings=settings, store=store, api_keys=ApiKeys({"proj-1": KEY1, "proj-2": KEY2}),
-                         **kw)
+                         read_keys=ApiKeys({"proj-1": READ1, "proj-2": READ2}), **kw)
         return served(app)
 
     return make
@@ -118,7 +122,7 @@ def test_create_without_attachments_enqueues_nothing(make_client, jobq_settings,
         assert resp.status_code == 201
         assert resp.json()["jobs"] == {}
         assert resp.json()["severity"] == "medium" and resp.json()["description"] == ""
-        shown = client.get(f"/api/v1/reports/{resp.json()['id']}", headers=H1).json()
+        shown = client.get(f"/api/v1/reports/{resp.json()['id']}", headers=R1).json()
     assert shown["jobs"] == {} and shown["title"] == "Typo"
 
 
@@ -286,7 +290,7 @@ def fake_screenshot_worker(store: ReportStore):
 
     def handle(job) -> dict[str, Any]:
         urls = {"originalUrl": f"file:///s/{job.data['bugReportId']}/original.png",
-                "thumbnailUrl": f"file:///s/{job.data['bugReportId']}/thumb.png"}
+                "thumbnailUrl": f"https://cdn.example/{job.data['bugReportId']}/thumb.png"}
         store.record(job.data["bugReportId"], job.data["projectId"], "screenshot", urls)
         return urls
 
@@ -309,21 +313,25 @@ def test_get_shows_job_states_results_and_failures(make_client, jobq_harness, an
             "title": "t", "screenshot": screenshot(), "sessionReplay": {"events": [{"type": 4}]}})
         assert resp.status_code == 201
         rid = resp.json()["id"]
-        waiting = client.get(f"/api/v1/reports/{rid}", headers=H1).json()
+        waiting = client.get(f"/api/v1/reports/{rid}", headers=R1).json()
         assert waiting["jobs"]["screenshots"]["state"] == "waiting"
         h.start(fake_screenshot_worker(any_store), failing_replay_worker())
         h.wait("screenshots", f"screenshot-{rid}")
         h.wait("replays", f"replay-{rid}")
-        shown = client.get(f"/api/v1/reports/{rid}", headers=H1)
-        hidden = client.get(f"/api/v1/reports/{rid}", headers=H2)
-        missing = client.get("/api/v1/reports/nope", headers=H1)
+        shown = client.get(f"/api/v1/reports/{rid}", headers=R1)
+        hidden = client.get(f"/api/v1/reports/{rid}", headers=R2)
+        missing = client.get("/api/v1/reports/nope", headers=R1)
     assert shown.status_code == 200
     report = shown.json()
     shot = report["jobs"]["screenshots"]
     assert shot["state"] == "completed" and shot["id"] == f"screenshot-{rid}"
-    assert shot["result"]["originalUrl"] == f"file:///s/{rid}/original.png"
+    # Storage paths that are not public URLs are never shown, in results or metadata.
+    assert shot["result"]["originalUrl"] is None
+    assert shot["result"]["thumbnailUrl"] == f"https://cdn.example/{rid}/thumb.png"
     assert shot["attempts"] == 1 and shot["finishedAt"].endswith("Z")
-    assert report["metadata"]["screenshot"]["thumbnailUrl"] == f"file:///s/{rid}/thumb.png"
+    assert report["metadata"]["screenshot"] == {"originalUrl": None,
+                                                "thumbnailUrl": f"https://cdn.example/{rid}/thumb.png"}
+    assert "file:" not in shown.text
     replay = report["jobs"]["replays"]
     assert replay["state"] == "failed" and replay["failure"]["code"] == "ERR_EMPTY_REPLAY"
     assert "stack" not in replay["failure"]
@@ -336,7 +344,7 @@ def test_get_when_redis_is_gone_shows_unknown_jobs(make_client, jobq_settings, s
         rid = created.json()["id"]
     down = attrs.evolve(jobq_settings, redis_url="redis://127.0.0.1:1/0")
     with make_client(down, sqlite_store) as client:
-        resp = client.get(f"/api/v1/reports/{rid}", headers=H1)
+        resp = client.get(f"/api/v1/reports/{rid}", headers=R1)
         health = client.get("/health")
     assert resp.status_code == 200
     assert resp.json()["jobs"]["screenshots"] == {"id": f"screenshot-{rid}", "queue": "screenshots",
@@ -410,9 +418,32 @@ def test_end_to_end_with_the_screenshot_plugin(make_client, jobq_harness, monkey
         jobq_harness.start(spec)
         job = jobq_harness.wait("screenshots", f"screenshot-{rid}", timeout=45)
         assert job.state == "completed", job.failure
-        shown = client.get(f"/api/v1/reports/{rid}", headers=H1).json()
+        shown = client.get(f"/api/v1/reports/{rid}", headers=R1).json()
     shot = shown["jobs"]["screenshots"]
     assert shot["state"] == "completed"
-    assert shot["result"]["width"] == 128 and shot["result"]["originalUrl"]
-    assert shown["metadata"]["screenshot"]["originalUrl"] == shot["result"]["originalUrl"]
+    # The worker stored the images on a local folder: their file: URLs stay internal.
+    assert job.result["originalUrl"].startswith("file:")
+    assert shot["result"]["width"] == 128 and shot["result"]["originalUrl"] is None
+    assert shown["metadata"]["screenshot"]["originalUrl"] is None
     assert shown["title"] == "t"
+
+
+def test_delete_erases_the_report_with_a_read_key(make_client, jobq_settings, any_store) -> None:
+    body = {"title": "to be erased", "screenshot": screenshot()}
+    with make_client(jobq_settings, any_store) as client:
+        rid = client.post("/api/v1/reports", json=body, headers=H1).json()["id"]
+        with QueueManager(jobq_settings) as qm:
+            storage = qm.storage
+            storage.put(f"screenshots/proj-1/{rid}/original.webp", b"x")
+            assert qm.get_job("screenshots", f"screenshot-{rid}") is not None
+        assert client.delete(f"/api/v1/reports/{rid}", headers=H1).status_code == 403  # an ingest key
+        assert client.delete(f"/api/v1/reports/{rid}", headers={"X-API-Key": READ2}).status_code == 404
+        resp = client.delete(f"/api/v1/reports/{rid}", headers=R1)
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {"id": rid, "projectId": "proj-1", "erased": True, "jobs": 1, "objects": 1,
+                               "externalIssues": []}
+        assert client.get(f"/api/v1/reports/{rid}", headers=R1).status_code == 404
+        assert client.delete(f"/api/v1/reports/{rid}", headers=R1).status_code == 404
+    with QueueManager(jobq_settings) as qm:
+        assert qm.get_job("screenshots", f"screenshot-{rid}") is None
+    assert not storage.list(f"screenshots/proj-1/{rid}") and any_store.get_report(rid) is None

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 SAMPLES = ROOT / "demo" / "samples"
 KEY = "compose-key-0123456789abcdef"
+READ_KEY = "compose-read-key-0123456789abcdef"
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -87,7 +88,6 @@ def test_compose_follows_the_reference(compose):
     workers = jobs["jobq-workers"]["dns_sd_configs"][0]
     metrics_port = s["worker"]["command"][s["worker"]["command"].index("--metrics-port") + 1]
     assert workers["names"] == ["worker"] and str(workers["port"]) == metrics_port
-    assert jobs["jobq-dashboard"]["static_configs"][0]["targets"] == ["dashboard:8080"]
 
 
 def kubernetes_probes() -> list[list[str]]:
@@ -148,11 +148,17 @@ def local(service: str, spec: dict[str, Any], base: dict[str, str], site: dict[s
 
 
 def test_compose_services_process_a_report(compose, tmp_path):
-    site = {"JOBQ_API_KEYS": f"p1:{KEY}", "redis": redis_test_url(), "prefix": f"jobqc-{uuid.uuid4().hex[:8]}",
+    site = {"JOBQ_API_KEYS": f"p1:{KEY}", "JOBQ_API_READ_KEYS": f"p1:{READ_KEY}",
+            "JOBQ_DASHBOARD_SECRET": uuid.uuid4().hex * 2,
+            "redis": redis_test_url(), "prefix": f"jobqc-{uuid.uuid4().hex[:8]}",
             "table": f"compose_{uuid.uuid4().hex[:10]}", "storage": str(tmp_path / "storage")}
     base = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER_", "JOBQ_", "DATABASE_", "REDIS_"))}
     has_dashboard = subprocess.run([BIN / "jobq", "dashboard", "--help"], capture_output=True,
                                    timeout=60).returncode == 0
+    if has_dashboard:
+        hashed = subprocess.run([BIN / "jobq", "dashboard", "hash-password"], input="compose-password\n",
+                                capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+        site["JOBQ_DASHBOARD_USERS"] = f"admin:admin:{hashed}"
     services: list[Service] = []
     ports: dict[str, list[str]] = {}
     try:
@@ -164,6 +170,7 @@ def test_compose_services_process_a_report(compose, tmp_path):
                 ports.setdefault(name, []).append(args[-1])
                 services.append(Service(f"{name}-{i + 1}", args, env, tmp_path / f"{name}-{i + 1}.log"))
         assert len([s for s in services if s.name.startswith("worker-")]) == 3
+        assert has_dashboard == ("dashboard" in ports)
         api = f"http://127.0.0.1:{ports['api'][0]}"
         client = httpx.Client(base_url=api, headers={"X-API-Key": KEY}, timeout=30)
         manager = QueueManager(Settings.from_env({"REDIS_URL": site["redis"], "JOBQ_PREFIX": site["prefix"]}),
@@ -176,6 +183,12 @@ def test_compose_services_process_a_report(compose, tmp_path):
                 healthy = client.get("/health").status_code == 200
             except httpx.TransportError:
                 return False
+            if has_dashboard:
+                try:
+                    login = httpx.get(f"http://127.0.0.1:{ports['dashboard'][0]}/login")
+                    healthy = healthy and login.status_code == 200
+                except httpx.TransportError:
+                    return False
             return healthy and sum(w["alive"] for w in manager.list_workers()) == 3
 
         wait_until(up, 60, message="api healthy and 3 workers alive")
@@ -196,7 +209,7 @@ def test_compose_services_process_a_report(compose, tmp_path):
         def finished() -> dict[str, Any] | None:
             # GET reads the report row, then each job's state: a job that completed between the two
             # reads shows "completed" before its outcome does, so wait for both.
-            report = client.get(f"/api/v1/reports/{report_id}").json()
+            report = client.get(f"/api/v1/reports/{report_id}", headers={"X-API-Key": READ_KEY}).json()
             states = {q: v["state"] for q, v in report["jobs"].items()}
             ended = set(states) == {"screenshots", "replays"} and all(
                 s in ("completed", "failed") for s in states.values())

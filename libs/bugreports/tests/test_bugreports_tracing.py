@@ -18,7 +18,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-CORPORA = Path(__file__).resolve().parents[3].parent / "shared" / "corpora"
+CORPORA = next((p for p in (Path(__file__).resolve().parents[3].parent / "shared" / "corpora",
+                            Path("/work/shared/corpora")) if p.is_dir()), Path("/work/shared/corpora"))
 KEY = "trace-key-0123456789abcdef"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"

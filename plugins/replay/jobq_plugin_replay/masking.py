@@ -13,9 +13,10 @@ The model is rrweb's own recorder options, applied to the recorded events:
   in snapshots and in text mutations, and inputs inside it are masked whatever their type.
 
 Input events and mutations name their node by id only, so the masker keeps one byte of flags per
-node id seen (a ``bytearray``: 1 MB per million ids; ids past 4 million go to a dict that only a
-payload with that many nodes can fill). A FullSnapshot starts a new page: the table is cleared.
-Unknown ids are treated as inputs that are not allowed: masked.
+node id seen (a ``bytearray``, as long as the largest id: 1 MB per million ids, 8 MB at most).
+rrweb numbers nodes from 1, so a real recording stays far below; ids past 8 million (a hostile
+payload) are not tracked. A FullSnapshot starts a new page: the table is cleared. Unknown ids are
+treated as inputs that are not allowed: their values and input events are masked.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ _DATA_ATTRIBUTE = re.compile(r"data-[a-z0-9_.:-]{1,64}")
 _NON_BLANK = re.compile(r"\S")
 _INPUT_TAGS = frozenset({"input", "textarea", "select"})
 _UNSEEN_STYLE_TAGS = frozenset({"style", "script"})
-DENSE_IDS = 1 << 22
+MAX_IDS = 1 << 23
 
 # One byte of flags per node id.
 SEEN, IS_INPUT, ALLOWED, MASK_TEXT, WAS_PASSWORD, IN_MASKED_SELECT, IN_MASKED_TEXTAREA, NO_TEXT_MASK = (
@@ -133,7 +134,6 @@ class Masker:
         self._classes = frozenset((DEFAULT_MASK_CLASS, *privacy.mask_text_classes))
         self._attributes = privacy.mask_text_attributes
         self._kinds = bytearray()
-        self._far: dict[int, int] = {}
         self.input_values = self.input_events = self.text_nodes = self.selected_options = 0
 
     @property
@@ -144,22 +144,17 @@ class Masker:
 
     # -- the node table -------------------------------------------------------------------
     def _get(self, nid: Any) -> int:
-        if type(nid) is not int or nid < 0:
-            return 0
-        if nid < DENSE_IDS:
-            return self._kinds[nid] if nid < len(self._kinds) else 0
-        return self._far.get(nid, 0)
+        if type(nid) is int and 0 <= nid < len(self._kinds):
+            return self._kinds[nid]
+        return 0
 
     def _set(self, nid: Any, flags: int) -> None:
-        if type(nid) is not int or nid < 0:
+        if type(nid) is not int or not 0 <= nid < MAX_IDS:
             return
-        if nid < DENSE_IDS:
-            kinds = self._kinds
-            if nid >= len(kinds):
-                kinds.extend(bytes(nid + 1 - len(kinds)))
-            kinds[nid] = flags
-        else:
-            self._far[nid] = flags
+        kinds = self._kinds
+        if nid >= len(kinds):
+            kinds.extend(bytes(nid + 1 - len(kinds)))
+        kinds[nid] = flags
 
     # -- events ---------------------------------------------------------------------------
     def mask(self, event: dict[str, Any]) -> None:
@@ -169,7 +164,6 @@ class Masker:
         kind = event.get("type")
         if kind == FULL_SNAPSHOT:
             self._kinds = bytearray()
-            self._far = {}
             self._walk(data.get("node"), 0)
         elif kind == INCREMENTAL_SNAPSHOT:
             source = data.get("source")
@@ -208,7 +202,9 @@ class Masker:
         flags = self._get(nid)
         if self._marks(values):
             flags |= MASK_TEXT
-        if flags & IS_INPUT and "type" in values:
+        if flags & IS_INPUT and values.get("data-rr-is-password") is not None:
+            flags = self._input_flags(flags, PASSWORD)
+        elif flags & IS_INPUT and "type" in values:
             flags = self._input_flags(flags, _input_kind_from(values.get("type")))
         if type(values.get("value")) is str and not (flags & ALLOWED or (flags & SEEN and not flags & IS_INPUT)):
             values["value"] = "*" * len(values["value"])

@@ -75,21 +75,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
     process.close_cached_clients()
 
 
-CHROMIUM = "/usr/bin/chromium"  # the Debian package; `playwright install` (a downloaded browser) is never used
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Headless Chromium driven by Playwright, one per test session."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+@pytest.fixture(scope="module")
+def browser(chromium: Any) -> Any:
+    """Headless Chromium (the Debian package, driven by Playwright): ``jobq.testing``'s one per module."""
+    return chromium

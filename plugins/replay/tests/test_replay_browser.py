@@ -43,15 +43,20 @@ PLAY = """async ([events, ids]) => {
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    page = browser.new_page()
+    """A blank page with rrweb loaded; any network request is refused (recordings name real sites' assets)."""
+    context = browser.new_context()
+    context.route("**/*", lambda route: route.abort())
+    page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and not msg.text.startswith(
+        "Failed to load resource") else None)
     page.set_content('<!doctype html><html><body><div id="root"></div></body></html>')
     page.add_style_tag(path=str(RRWEB_CSS))
     page.add_script_tag(path=str(RRWEB))
     page.errors = errors
     yield page
-    page.close()
+    context.close()
 
 
 def stored(env: dict[str, Any], make_job: Any, events: list[dict], report: str, privacy: Any = None) -> list[dict]:

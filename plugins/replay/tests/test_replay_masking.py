@@ -134,11 +134,15 @@ def test_the_handler_masks_before_storing_and_counts_in_the_manifest(env, make_j
                       "maskTextAttributes": ["data-private"]}
 
 
-def test_privacy_after_the_events_is_refused_when_streaming(env, make_job, monkeypatch) -> None:
+@pytest.mark.parametrize(("key", "message"), [("privacy", "privacy must come before replayData"),
+                                              ("extra", "unknown key 'extra' in the payload")])
+def test_keys_after_the_events_are_checked_when_streaming(env, make_job, monkeypatch, key: str,
+                                                          message: str) -> None:
+    """The events are masked as they stream: a ``privacy`` that follows them came too late."""
     monkeypatch.setattr(reader, "WHOLE_PARSE_BYTES", 0)
     body = json.dumps({"bugReportId": "report-1", "projectId": "project-1", "replayData": form_recording(),
-                       "privacy": {"allowInputTypes": ["range"]}}).encode()
-    with pytest.raises(JobFailed, match="privacy must come before replayData"):
+                       key: {"allowInputTypes": ["range"]}}).encode()
+    with pytest.raises(JobFailed, match=message):
         process_replay(make_job(body)[0])
     assert not (env["storage_dir"] / FOLDER).exists()
 
@@ -161,6 +165,21 @@ def test_real_recordings_keep_no_typed_value(env, make_job, corpus: Path) -> Non
     assert seen["bad-textarea.json"]["inputValues"] == 1 and seen["bad-textarea.json"]["textNodes"] == 1
     textarea = nodes(list(iter_events(env["storage"], "replays/corpus/bad-textarea")))[6]
     assert textarea["attributes"]["value"] == "*" * len("this value is used for replay")
+
+
+def test_an_allowed_input_turned_into_a_password_stays_masked() -> None:
+    masker = Masker(parse_privacy({"allowInputTypes": ["text"]}))
+    snapshot = {"node": element(1, "body", {}, [element(2, "input", {"type": "text", "value": "ok"})])}
+    masker.mask({"type": 2, "data": snapshot, "timestamp": 1})
+    assert snapshot["node"]["childNodes"][0]["attributes"]["value"] == "ok"
+    changes = [{"id": 2, "attributes": {"data-rr-is-password": "true"}}]
+    masker.mask({"type": 3, "data": {"source": 0, "attributes": changes}, "timestamp": 2})
+    for kind in ("password", "text"):  # shown again as text: still the password field
+        masker.mask({"type": 3, "data": {"source": 0, "attributes": [{"id": 2, "attributes": {"type": kind}}]},
+                     "timestamp": 3})
+        typed = {"source": 5, "text": "s3cret", "id": 2}
+        masker.mask({"type": 3, "data": typed, "timestamp": 4})
+        assert typed["text"] == "******"
 
 
 def test_node_table_stays_small_for_hostile_ids() -> None:

@@ -1,0 +1,306 @@
+"""How ``jobq api`` serves: uvicorn's h11 protocol with deadlines, a connection cap and a quiet log.
+
+uvicorn alone starts no timer before the first request, none while headers or a body trickle in,
+and takes connections until ``accept()`` fails for want of descriptors (then asyncio logs a
+traceback per attempt). :class:`GuardedProtocol` adds, per connection:
+
+- a header deadline from the connection's start (or the end of the previous response): a slow or
+  idle client is closed, with a 408 if it had started a request;
+- a body deadline from the end of the headers, also covering a body still arriving after an early
+  answer;
+- a cap on open connections, kept below the process's descriptor limit with room for one accept
+  batch: one more is answered 503 at once and closed.
+
+A closing connection whose client is still sending is closed by half: the answer is written, our
+side shut for writing, and what the client still sends is read and dropped for a moment, so the
+client reads the answer instead of a reset (``Broken pipe``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import h11
+from jobq import ConfigError
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+HEADER_TIMEOUT = "JOBQ_API_HEADER_TIMEOUT"
+BODY_TIMEOUT = "JOBQ_API_BODY_TIMEOUT"
+IDLE_TIMEOUT = "JOBQ_API_IDLE_TIMEOUT"
+MAX_CONNECTIONS = "JOBQ_API_MAX_CONNECTIONS"
+
+# Descriptors kept for everything but client sockets: Redis and database pools, the listening
+# socket, log files, threads' temporary files.
+RESERVED_FDS = 64
+# The listen queue, which is also how many connections asyncio accepts in one go before any of
+# them is seen (and refused, if over the cap): the cap leaves room for one such batch, so a burst
+# never makes accept() fail for want of descriptors.
+BACKLOG = 64
+LINGER_SECONDS = 2.0
+LINGER_BUDGET = RESERVED_FDS // 4  # refused connections that may linger at once; the rest close at once
+MAX_HEADER_BYTES = 16 * 1024
+
+_OVERLOADED = (b'{"error":{"code":"ERR_OVERLOADED","message":"too many open connections; retry later"}}')
+_TIMEOUT = b'{"error":{"code":"ERR_REQUEST_TIMEOUT","message":"the request did not arrive in time"}}'
+
+
+def _canned(status: bytes, body: bytes, extra: bytes = b"") -> bytes:
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\nconnection: close\r\n" + extra
+            + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+REFUSAL_503 = _canned(b"503 Service Unavailable", _OVERLOADED, b"retry-after: 1\r\n")
+REFUSAL_408 = _canned(b"408 Request Timeout", _TIMEOUT)
+
+
+def _fd_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+@attrs.frozen(kw_only=True)
+class ServerLimits:
+    """Deadlines (seconds) and the connection cap of ``jobq api``.
+
+    :param header_timeout: time for a request's headers, from the connection's start or the end
+        of the previous response.
+    :param body_timeout: time for a request's body, from the end of its headers.
+    :param idle_timeout: how long a kept-alive connection waits for the next request.
+    :param max_connections: open connections at most; one more is answered 503 and closed.
+    """
+
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    idle_timeout: float = 5.0
+    max_connections: int = 1000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServerLimits:
+        """Read the ``JOBQ_API_*`` settings; the cap is lowered to fit the descriptor limit."""
+        e = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, field, kind in ((HEADER_TIMEOUT, "header_timeout", float), (BODY_TIMEOUT, "body_timeout", float),
+                                  (IDLE_TIMEOUT, "idle_timeout", float),
+                                  (MAX_CONNECTIONS, "max_connections", int)):
+            raw = e.get(name)
+            if not raw:
+                continue
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} must be a positive number") from None
+            if not 0 < value < 86400 * 365:
+                raise ConfigError(f"{name}={raw!r} must be a positive number")
+            values[field] = value
+        limits = cls(**values)
+        room = _fd_limit() - RESERVED_FDS - BACKLOG
+        if room < 1:
+            raise ConfigError(f"the descriptor limit ({_fd_limit()}) leaves no room for clients; raise ulimit -n")
+        if limits.max_connections > room:
+            level = logging.WARNING if MAX_CONNECTIONS in values and e.get(MAX_CONNECTIONS) else logging.INFO
+            logging.getLogger(__name__).log(
+                level, "%s lowered from %d to %d to fit the descriptor limit (ulimit -n %d)",
+                MAX_CONNECTIONS, limits.max_connections, room, _fd_limit())
+            limits = attrs.evolve(limits, max_connections=room)
+        return limits
+
+
+class GuardedProtocol(H11Protocol):
+    """uvicorn's h11 protocol with per-phase deadlines, a connection cap and lingering closes.
+
+    Subclassed per server by :func:`guarded_protocol`, which sets :attr:`limits`.
+    """
+
+    limits = ServerLimits()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._deadline: asyncio.TimerHandle | None = None
+        self._phase: str | None = None
+        self._lingering = False
+        self._raw = transport
+        super().connection_made(_ClosingByHalves(transport, self))  # type: ignore[arg-type]
+        open_now = len(self.connections)
+        if open_now > self.limits.max_connections:
+            _quiet_log.warning("connection refused: %d open connections is the cap (%s)",
+                               self.limits.max_connections, MAX_CONNECTIONS)
+            if open_now > self.limits.max_connections + LINGER_BUDGET:
+                transport.write(REFUSAL_503)  # no descriptors to spare for lingering
+                transport.close()
+            else:
+                self.linger_close(REFUSAL_503)
+            return
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # read and dropped: the answer is already on its way
+        super().data_received(data)
+        self._watch()
+
+    def eof_received(self) -> bool | None:
+        if self._lingering:
+            self._raw.close()
+        return None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        super().connection_lost(exc)
+
+    def _cancel(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _watch(self) -> None:
+        """Arm the deadline of the phase the connection is in, when it enters that phase."""
+        if self.transport.is_closing() or self._lingering:
+            self._cancel()
+            return
+        if self.conn.their_state is h11.SEND_BODY:
+            phase, timeout = "body", self.limits.body_timeout
+        elif self.cycle is None or self.cycle.response_complete:
+            phase, timeout = "headers", self.limits.header_timeout
+        else:
+            phase, timeout = None, 0.0  # the request is in; the app is answering
+        if phase == self._phase:
+            return
+        self._cancel()
+        self._phase = phase
+        if phase is not None:
+            self._deadline = self.loop.call_later(timeout, self._expired, phase)
+
+    def _expired(self, phase: str) -> None:
+        self._deadline = None
+        if self.transport.is_closing() or self._lingering:
+            return
+        started = self.conn.their_state is not h11.IDLE or bool(self.conn.trailing_data[0])
+        _quiet_log.info("connection closed: %s not received within %s s", phase,
+                        self.limits.header_timeout if phase == "headers" else self.limits.body_timeout)
+        if phase == "headers" and started:
+            self.linger_close(REFUSAL_408)
+        else:
+            # Idle, or the app waits for a body that does not come: it sees a disconnect.
+            self._raw.close()
+
+    def linger_close(self, answer: bytes) -> None:
+        """Write ``answer``, shut our side, then read and drop for :data:`LINGER_SECONDS`."""
+        self._cancel()
+        self._lingering = True
+        raw = self._raw
+        if answer:
+            raw.write(answer)
+        try:
+            if raw.can_write_eof():
+                raw.write_eof()
+        except OSError:  # the client has already gone (reset before we could shut our side)
+            raw.close()
+            return
+        raw.resume_reading()
+        self.loop.call_later(LINGER_SECONDS, raw.close)
+
+    def client_still_sending(self) -> bool:
+        """True when closing now could reset the connection under unread request bytes."""
+        state = self.conn.their_state
+        return state is h11.SEND_BODY or state is h11.ERROR or (
+            state is h11.IDLE and bool(self.conn.trailing_data[0]))
+
+    def shutdown(self) -> None:
+        if self._lingering:
+            self._raw.close()
+            return
+        try:
+            super().shutdown()
+        except h11.LocalProtocolError:
+            self._raw.close()
+
+
+class _ClosingByHalves:
+    """The transport as uvicorn sees it: closing it while the client is still sending becomes
+    :meth:`GuardedProtocol.linger_close`, so the answer written just before is read, not reset."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        p = self._protocol
+        if not p._lingering and not self._transport.is_closing() and p.client_still_sending():
+            p.linger_close(b"")
+        else:
+            self._transport.close()
+
+
+def guarded_protocol(limits: ServerLimits) -> type[GuardedProtocol]:
+    """A :class:`GuardedProtocol` class bound to ``limits`` (uvicorn instantiates it per connection)."""
+    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits})
+
+
+class RepeatFilter(logging.Filter):
+    """Lets through at most ``burst`` records of one message template per ``window`` seconds, then
+    one summary line when the window ends: a client that provokes errors cannot flood the log."""
+
+    def __init__(self, burst: int = 5, window: float = 60.0) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window = window
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        key = f"{record.name}:{record.msg}"
+        start, count = self._seen.get(key, (now, 0))
+        if now - start > self.window:
+            if count > self.burst:
+                record.msg = f"{record.msg} (and {count - self.burst} more like it in {self.window:.0f} s)"
+            start, count = now, 0
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[key] = (start, count + 1)
+        if count >= self.burst:
+            return False
+        if record.exc_info and (count or _NO_TRACEBACK in str(record.msg)):
+            record.exc_info = None  # one traceback per burst is enough; none for a known condition
+        return True
+
+
+_quiet_log = logging.getLogger("jobq_bugreports.server")
+# asyncio's words when accept() fails for want of descriptors; the traceback adds nothing.
+_NO_TRACEBACK = "out of system resource"
+_NOISY = ("asyncio", "uvicorn.error", "jobq_bugreports.server")
+
+
+def quiet_logs() -> None:
+    """Attach a :class:`RepeatFilter` to the loggers a hostile client can make speak."""
+    for name in _NOISY:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+            logger.addFilter(RepeatFilter())
+
+
+def server_config(app: Any, *, host: str = "127.0.0.1", port: int = 0, limits: ServerLimits | None = None,
+                  log_level: str = "info", **extra: Any) -> Any:
+    """The uvicorn configuration ``jobq api`` runs with (tests use it too)."""
+    import uvicorn
+
+    limits = limits or ServerLimits()
+    return uvicorn.Config(
+        app, host=host, port=port, http=guarded_protocol(limits), log_level=log_level,
+        timeout_keep_alive=int(max(1, limits.idle_timeout)), h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        # Proxy headers are off: nothing here uses the client address, and trusting
+        # X-Forwarded-* is a deployment decision.
+        proxy_headers=False, server_header=False, date_header=True, ws="none", lifespan="on", backlog=BACKLOG,
+        **extra,
+    )
