@@ -20,7 +20,7 @@ COPY scripts/wheels.sh scripts/wheels.sh
 RUN python -m venv /opt/jobq \
  && JOBQ_WHEELS_NO_DEPS=1 PYTHON=python ./scripts/wheels.sh /wheels \
  && wanted="jobq-bugreports[${EXTRAS}]" \
- && for p in ${PLUGINS}; do wanted="${wanted} jobq-plugin-${p}"; done \
+ && for p in ${PLUGINS}; do wanted="${wanted} $(sed -n 's/^name = "\(.*\)"$/\1/p' "plugins/${p}/pyproject.toml")"; done \
  && /opt/jobq/bin/pip install --find-links /wheels ${wanted}
 
 FROM ${PYTHON_IMAGE}
