@@ -260,6 +260,8 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: f
 def stats(obj: Ctx, as_json: bool, history: bool, minutes: int, queues: tuple[str, ...]) -> None:
     """Jobs per queue and state, live workers, plugin failures."""
     m = obj.manager
+    for q in queues:
+        cli_support.require_queue(m, obj.host, q)
     if history:
         _history(m, as_json, minutes, list(queues) or m.list_queues())
         return

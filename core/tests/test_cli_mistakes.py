@@ -48,7 +48,7 @@ def invoke(jobq_settings, monkeypatch):
     ("cancel", "screenshot-cli", "j1"), ("schedules", "list", "screenshot-cli"),
     ("schedules", "add", "screenshot-cli", "nightly", "--every", "60"), ("schedules", "remove", "screenshot-cli", "n"),
     ("schedules", "trigger", "screenshot-cli", "n"), ("schedules", "pause", "screenshot-cli", "n"),
-    ("schedules", "resume", "screenshot-cli", "n"),
+    ("schedules", "resume", "screenshot-cli", "n"), ("stats", "--history", "-q", "screenshot-cli"),
 ])
 def test_unknown_queue_is_refused_with_the_closest_name(invoke, args):
     r = invoke(*args)

@@ -46,6 +46,9 @@ def test_every_script_runs_on_fakeredis(fake):
     assert h.wait("fake", "later").result == {"n": 2}
     m.add_job("fake", "parked", {"n": 1}, delay=3600)
     assert m.cancel_job("fake", "parked") == "delayed"
+    m.add_job("fake", "promoted", {"n": 7}, delay=3600)
+    m.promote_job("fake", "promoted")
+    assert h.wait("fake", "promoted").result == {"n": 14}
     m.add_job("fake", "first", {"n": 4}, delay=0.3)
     m.add_job("fake", "then", {"n": 8}, depends_on=[("fake", "first")])  # blocked until "first" completes
     assert h.wait("fake", "then").result == {"n": 16}
