@@ -86,6 +86,21 @@ def cli(ctx: click.Context, log_level: str) -> None:
         ctx.obj = Ctx()
 
 
+def _env_rate(name: str) -> tuple[int, float] | None:
+    """``max/seconds`` (``100/60``: at most 100 starts in any 60 s) from the environment."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    mx, _, per = raw.partition("/")
+    try:
+        value = (int(mx), float(per))
+    except ValueError:
+        value = (0, 0.0)
+    if value[0] < 1 or not 0.001 <= value[1] <= 604800:
+        raise click.ClickException(f"{name}={raw!r} must be max/seconds, e.g. 100/60 (at most 100 starts a minute)")
+    return value
+
+
 def select_specs(host: PluginHost, queues: tuple[str, ...], concurrency: tuple[str, ...]) -> list[QueueSpec]:
     """Which queues ``jobq run`` serves: enabled plugins, ``WORKER_TYPES``/``--queue``, concurrency overrides."""
     wanted = set(queues) or {q.strip() for q in os.environ.get("WORKER_TYPES", "").split(",") if q.strip()}
@@ -111,12 +126,15 @@ def select_specs(host: PluginHost, queues: tuple[str, ...], concurrency: tuple[s
         env_conc = os.environ.get(f"WORKER_{key}_CONCURRENCY")
         if env_conc and (not env_conc.strip().isdigit() or int(env_conc) < 1):
             raise click.ClickException(f"WORKER_{key}_CONCURRENCY={env_conc!r} must be a whole number of 1 or more")
+        rate = _env_rate(f"WORKER_{key}_RATE_LIMIT")
         for q in info.queues:
             if wanted and q not in wanted:
                 continue
             spec = host.specs[q]
             n = overrides.get(q) or (int(env_conc) if env_conc else None)
-            specs.append(attrs.evolve(spec, concurrency=n) if n else spec)
+            if n:
+                spec = attrs.evolve(spec, concurrency=n)
+            specs.append(attrs.evolve(spec, rate_limit=rate) if rate else spec)
     if wanted:
         enabled_plugins = [p for p in enabled_plugins if set(host.plugins[p].queues) & wanted]
     host.check(enabled_plugins)
@@ -253,30 +271,60 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: f
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--groups", "top", type=click.IntRange(1, 1000), default=None, is_flag=False, flag_value=10,
+              help="Also list each queue's groups with the most waiting jobs (10, or --groups=N).")
 @click.option("--history", is_flag=True, help="Per-minute completed/failed/retried/stalled and durations instead.")
 @click.option("--minutes", default=60, show_default=True, type=click.IntRange(1, 1440), help="With --history.")
 @click.option("--queue", "-q", "queues", multiple=True, help="With --history: only these queues.")
 @click.pass_obj
-def stats(obj: Ctx, as_json: bool, history: bool, minutes: int, queues: tuple[str, ...]) -> None:
-    """Jobs per queue and state, live workers, plugin failures."""
+def stats(obj: Ctx, as_json: bool, top: int | None, history: bool, minutes: int, queues: tuple[str, ...]) -> None:
+    """Jobs per queue and state, rate-limited queues, live workers, plugin failures."""
     m = obj.manager
     for q in queues:
         cli_support.require_queue(m, obj.host, q)
     if history:
         _history(m, as_json, minutes, list(queues) or m.list_queues())
         return
-    data = {"queues": m.get_queue_stats(), "workers": m.list_workers(), "plugin_failures": obj.host.failures}
+    counts = m.get_queue_stats()
+    data: dict[str, Any] = {"queues": counts, "workers": m.list_workers(), "plugin_failures": obj.host.failures}
+    data["flow_control"] = {q: m.get_flow_control(q) for q in sorted(counts)}
+    if top:
+        data["groups"] = {q: m.get_group_stats(q, top) for q in sorted(counts)}
 
     def human(d: dict[str, Any]) -> None:
         click.echo(f"{'queue':<20}{'waiting':>9}{'active':>8}{'delayed':>9}{'completed':>11}{'failed':>8}{'paused':>8}")
         for q, s in sorted(d["queues"].items()):
             click.echo(f"{q:<20}{s['waiting']:>9}{s['active']:>8}{s['delayed']:>9}{s['completed']:>11}"
                        f"{s['failed']:>8}{s['paused']:>8}")
+        for q, f in d["flow_control"].items():
+            if f["rate_limit"] or f["held_keys"] or f["group_concurrency"] or f["group_rate_limit"]:
+                click.echo(_flow_line(q, f))
+        for q, rows in d.get("groups", {}).items():
+            if rows:
+                click.echo(f"groups of {q} (most waiting first):")
+            for r in rows:
+                flags = " paused" * r["paused"] + " rate-limited" * r["rate_limited"]
+                click.echo(f"  {r['group']:<30}{r['waiting']:>9} waiting{r['active']:>6} active{flags}")
         click.echo(f"workers alive: {sum(1 for w in d['workers'] if w['alive'])}")
         for name, err in d["plugin_failures"].items():
             click.echo(f"plugin {name} BROKEN: {err}")
 
     _out(data, as_json, human)
+
+
+def _flow_line(queue: str, f: dict[str, Any]) -> str:
+    parts = []
+    if f["rate_limit"]:
+        mx, per = f["rate_limit"]
+        parts.append(f"rate {mx}/{per:g}s ({f['starts_in_window']} started in the window)")
+    if f["group_concurrency"]:
+        parts.append(f"{f['group_concurrency']} active per group")
+    if f["group_rate_limit"]:
+        mx, per = f["group_rate_limit"]
+        parts.append(f"{mx}/{per:g}s per group ({f['groups_rate_limited']} groups waiting for their window)")
+    if f["held_keys"]:
+        parts.append(f"{f['held_keys']} limit key(s) held")
+    return f"{queue}: {'RATE-LIMITED ' if f['limited'] else ''}{', '.join(parts)}"
 
 
 def _history(m: QueueManager, as_json: bool, minutes: int, queues: list[str]) -> None:
@@ -311,32 +359,50 @@ def _history(m: QueueManager, as_json: bool, minutes: int, queues: list[str]) ->
 
 @cli.command()
 @click.argument("queue")
+@click.option("--group", "-g", help="Pause only this group of QUEUE.")
 @click.pass_obj
-def pause(obj: Ctx, queue: str) -> None:
-    """Stop workers from starting jobs of QUEUE (active ones finish)."""
+def pause(obj: Ctx, queue: str, group: str | None) -> None:
+    """Stop workers from starting jobs of QUEUE, or of one group of it (active ones finish)."""
     cli_support.require_queue(obj.manager, obj.host, queue)
+    if group is not None:
+        obj.manager.pause_group(queue, group)
+        click.echo(f"paused group {group} of {queue}")
+        return
     obj.manager.pause_queue(queue)
     click.echo(f"paused {queue}")
 
 
 @cli.command()
 @click.argument("queue")
+@click.option("--group", "-g", help="Resume only this group of QUEUE.")
 @click.pass_obj
-def resume(obj: Ctx, queue: str) -> None:
-    """Let workers start jobs of QUEUE again."""
+def resume(obj: Ctx, queue: str, group: str | None) -> None:
+    """Let workers start jobs of QUEUE, or of one group of it, again."""
     cli_support.require_queue(obj.manager, obj.host, queue)
+    if group is not None:
+        obj.manager.resume_group(queue, group)
+        click.echo(f"resumed group {group} of {queue}")
+        return
     obj.manager.resume_queue(queue)
     click.echo(f"resumed {queue}")
 
 
 @cli.command()
 @click.argument("queue")
-@click.argument("job_id")
+@click.argument("job_id", required=False)
+@click.option("--group", default=None, help="Cancel every unfinished job of this group instead of one job.")
 @click.option("--reason", default=None, help="kept with the job as its failure message")
 @click.pass_obj
-def cancel(obj: Ctx, queue: str, job_id: str, reason: str | None) -> None:
-    """Cancel a job: it never starts, or its running handler is stopped; never retried."""
+def cancel(obj: Ctx, queue: str, job_id: str | None, group: str | None, reason: str | None) -> None:
+    """Cancel a job (or --group G: all of a group's): it never starts, or its running handler is
+    stopped; never retried."""
     cli_support.require_queue(obj.manager, obj.host, queue)
+    if (job_id is None) == (group is None):
+        raise click.UsageError("name a JOB_ID or --group, not both")
+    if group is not None:
+        n = obj.manager.cancel_group(queue, group, reason)
+        click.echo(f"cancelled {n} job(s) of group {group} in {queue}")
+        return
     was = obj.manager.cancel_job(queue, job_id, reason)
     if was in ("completed", "failed", "cancelled"):
         click.echo(f"{queue}/{job_id} had already ended ({was}); nothing to cancel")

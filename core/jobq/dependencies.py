@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import redis
 
+from . import tracing
 from .errors import InvalidOptions, JobNotFound
 from .keys import JOB_ID
 
@@ -43,6 +44,7 @@ FLOW_GRACE_MS = 60_000  # an uncommitted flow older than this is cancelled by th
 GATE_TTL_S = 7 * 86400
 MAX_DEPENDENCIES = 100
 POLICIES = ("fail", "run")
+ENDED = ("completed", "failed", "cancelled", "MISSING")
 
 
 @attrs.frozen
@@ -110,7 +112,7 @@ def add_blocked(ops: _Ops, queue: str, prepared: list[list[Any]], deps: list[lis
         if gate:
             opts["gate"] = gate
         args += [job_id, name, raw, secrets, json.dumps(opts, separators=(",", ":")), priority, ref,
-                 len(d) + (1 if gate else 0), policy]
+                 len(d) + (1 if gate else 0), policy, p[11], p[12]]
     try:
         res = yield _Script("block", [k.blocked, k.events, *(k.job(p[0]) for p in prepared)], args)
     except redis.RedisError as exc:  # one script, all or nothing: as a plain enqueue
@@ -210,10 +212,41 @@ def cancel(ops: _Ops, queue: str, job_id: str, reason: str | None) -> Any:
     return state
 
 
+def cancel_group(ops: _Ops, queue: str, group: str, reason: str | None, page: int = 500) -> Any:
+    """Cancel every unfinished job of one group: its ready jobs (the group's own list and zset), then
+    its delayed, active and blocked jobs, found by reading the ``grp`` of each in pages. One cancel
+    script per job, so a job that moves meanwhile is cancelled where it is. Returns how many."""
+    from .queue import _Pipe
+
+    k = ops.keys(queue)
+    done = 0
+    while True:  # ready jobs leave these two keys as they are cancelled
+        ids = yield _Pipe([("LRANGE", k.group(group, "wait"), 0, page - 1),
+                           ("ZRANGE", k.group(group, "prio"), 0, page - 1)])
+        found = [i.decode() for i in ids[0] + ids[1]]
+        if not found:
+            break
+        for job_id in found:
+            done += (yield from cancel(ops, queue, job_id, reason)) not in ENDED
+    for where in (k.delayed, k.active, k.blocked):
+        start = 0
+        while True:
+            ids = yield ("ZRANGE", where, start, start + page - 1)
+            if not ids:
+                break
+            groups = yield _Pipe([("HGET", k.job(i.decode()), "grp") for i in ids])
+            mine = [i.decode() for i, g in zip(ids, groups, strict=True) if g is not None and g.decode() == group]
+            for job_id in mine:
+                done += (yield from cancel(ops, queue, job_id, reason)) not in ENDED
+            start += page - len(mine)  # cancelled members left the set: the page shifts back
+    return done
+
+
 def add_flow(ops: _Ops, jobs: Sequence[FlowJob]) -> Any:
     """All-or-nothing: every job is created blocked on one gate, and the gate opens only once all
     exist. Jobs must come after the flow jobs they depend on."""
     from .queue import _Ops as Ops
+    from .queue import _stamp_trace
 
     if not jobs:
         raise InvalidOptions("a flow needs at least one job")
@@ -235,7 +268,16 @@ def add_flow(ops: _Ops, jobs: Sequence[FlowJob]) -> Any:
         if p[5]:
             raise InvalidOptions(f"flow job {j.queue}/{j.id}: delay cannot be combined with dependencies")
         yield from ops._upload([p])
-        _now, states = yield from add_blocked(ops, j.queue, [p], [deps], [j.on_dependency_failure], gate)
+        span = None
+        if tracing.TRACER is not None:  # each job joins the caller's trace, as with add_job
+            span, traceparent = tracing.start_send(j.queue, [j.id])
+            if traceparent:
+                _stamp_trace([p], traceparent)
+        try:
+            _now, states = yield from add_blocked(ops, j.queue, [p], [deps], [j.on_dependency_failure], gate)
+        finally:
+            if span is not None:
+                span.end()
         if states[0]:
             raise InvalidOptions(f"flow job {j.queue}/{j.id} exists already (state {states[0]}); "
                                  "a flow creates new jobs only")

@@ -18,6 +18,7 @@
         ├── JobFailed          carries a reason ``code``; ``retryable`` decides a retry
         │   └── UnrecoverableError   never retried
         └── Retry              reschedule at ``delay`` without spending an attempt
+            └── RateLimited    the same, and hold every job sharing its limit ``key``
 """
 
 from __future__ import annotations
@@ -122,6 +123,23 @@ class Retry(JobqError):
     def __init__(self, delay: float, reason: str = "") -> None:
         super().__init__(reason or f"retry in {delay:.3f}s")
         self.delay = max(0.0, float(delay))
+
+
+class RateLimited(Retry):
+    """A rate limit said "wait": defer this job ``delay`` seconds without spending an attempt.
+
+    With a ``key`` (e.g. ``"github:<token digest>"``) every job of the queue carrying the same
+    limit key (``limit_key=`` at enqueue, or ``QueueSpec.limit_key``) is held until the delay ends,
+    then released a few at a time, so one 429 slows every worker at once and the window's opening
+    brings no stampede.
+
+    :param delay: seconds to wait (``Retry-After``).
+    :param key: the limit key to hold, or ``None`` for this job alone.
+    """
+
+    def __init__(self, delay: float, key: str | None = None, reason: str = "") -> None:
+        super().__init__(delay, reason or f"rate limited{f' on {key}' if key else ''}; retry in {delay:.3f}s")
+        self.key = key or None
 
 
 def reason_code(exc: BaseException) -> str:

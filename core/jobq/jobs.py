@@ -50,6 +50,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     payload_ref: str | None = None
+    group: str | None = None
     depends_on: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -82,6 +83,7 @@ class Job:
             started_at=_sec(g.get("started")),
             finished_at=_sec(g.get("finished")),
             payload_ref=g.get("ref") or None,
+            group=g.get("grp") or None,
             depends_on=deps,
         )
 

@@ -35,6 +35,10 @@ class QueueKeys:
     def job_prefix(self) -> str:
         return self.base + "job:"
 
+    def group(self, group: str, what: str) -> str:
+        """A group's own keys: ``wait`` LIST, ``prio`` ZSET, ``starts`` ZSET (see lib.lua)."""
+        return f"{self.base}g:{group}:{what}"
+
     def fetch_keys(self) -> list[str]:
         """KEYS of fetch.lua before the per-ack job keys."""
         return [self.base + n for n in ("wait", "prio", "delayed", "active", "completed", "failed", "meta",
@@ -76,6 +80,16 @@ QUEUE_KEYS = (
     "gc",         # LIST claim-check blobs to delete from storage
     "seq",        # STRING counter ordering equal priorities (and hand-off tokens)
     "idle",       # ZSET "<lease ms>|<worker id>" -> until when that worker takes jobs handed to it
+    # flow control (lib.lua): groups, rate limits, held limit keys
+    "ring",       # ZSET groups a claim may serve now, round-robin order (score from rseq)
+    "rseq",       # STRING counter ordering the ring
+    "gactive",    # HASH group -> active jobs (group_concurrency)
+    "gpaused",    # SET paused groups
+    "gwake",      # ZSET group -> ms its rate window opens again
+    "gready",     # STRING ready jobs in group lists (counted in "waiting")
+    "starts",     # ZSET sliding log of claim times (queue rate limit)
+    "limits",     # ZSET limit key -> ms until which its jobs are held (RateLimited)
+    "limitn",     # HASH limit key -> jobs held so far (spreads their release)
     "schedules",  # HASH def:<name> JSON, last:<name> tick ms, paused:<name>, declared:<name> (by a spec)
     "ticking",    # STRING the worker ticking this queue's due schedules now (SET NX PX; saves work only)
     "blocked",    # ZSET ids waiting for dependencies -> when to reconcile them next (ms)

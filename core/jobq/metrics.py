@@ -69,16 +69,27 @@ class RedisCollector:
                                   labels=["queue"])
         stalled = CounterMetricFamily("jobq_jobs_stalled", "Leases expired and jobs taken back, all workers "
                                       "(from Redis)", labels=["queue"])
+        # flow control, per queue only: a label per group would grow without bound (docs/metrics.md)
+        limited = GaugeMetricFamily("jobq_queue_rate_limited", "1 while the queue is at its rate limit or holds "
+                                    "jobs behind a RateLimited key", labels=["queue"])
+        groups = GaugeMetricFamily("jobq_queue_groups", "Groups with ready jobs, by why they wait",
+                                   labels=["queue", "state"])
         with self.lock:
             try:
                 stats = self.manager.get_queue_stats()
                 workers = self.manager.list_workers()
                 counters = {q: self.manager.get_counters(q) for q in stats}
+                flows = {q: self.manager.get_flow_control(q) for q in stats}
                 up.add_metric([], 1)
             except Exception as exc:
                 log.warning("metrics scrape could not read Redis: %s", type(exc).__name__)
-                stats, workers, counters = {}, [], {}
+                stats, workers, counters, flows = {}, [], {}, {}
                 up.add_metric([], 0)
+        for queue, f in flows.items():
+            limited.add_metric([queue], int(f["limited"]))
+            for state, key in (("ready", "groups_ready"), ("paused", "groups_paused"),
+                               ("rate_limited", "groups_rate_limited")):
+                groups.add_metric([queue, state], f[key])
         for queue, m in stats.items():
             for state, n in m.items():
                 depth.add_metric([queue, state], n)
@@ -90,7 +101,7 @@ class RedisCollector:
         if self.worker is not None:
             for r in self.worker.runners:
                 local.add_metric([r.spec.name], len(r.inflight))
-        yield from (depth, up, alive, beat, local, stalled)
+        yield from (depth, up, alive, beat, local, stalled, limited, groups)
 
 
 _collector: RedisCollector | None = None

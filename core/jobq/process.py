@@ -74,7 +74,7 @@ def child_run(handler: Any, state: dict[str, Any]) -> tuple[str, Any]:
         json.dumps(result, allow_nan=False)
         return "ok", result
     except Retry as r:
-        return "err", ("defer", "ERR_DEFERRED", str(r), "", r.delay)
+        return "err", ("defer", "ERR_DEFERRED", str(r), "", r.delay, getattr(r, "key", None))
     except Exception as exc:
         kind = "error" if is_retryable(exc) else "fatal"
         if isinstance(exc, TypeError | ValueError) and "JSON" in str(exc):

@@ -10,6 +10,7 @@ import functools
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -40,7 +41,8 @@ from .spec import QUEUE_NAME, QueueSpec
 
 T = TypeVar("T")
 Op = Generator[Any, Any, T]
-_OPTION_NAMES = ("retries", "backoff", "timeout", "delay", "priority", "name")
+_OPTION_NAMES = ("retries", "backoff", "timeout", "delay", "priority", "name", "group", "limit_key")
+GROUP = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 _NO_OPTIONS = JobOptions()
 
 
@@ -172,6 +174,14 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidOptions("option name must be a string of at most 200 characters")
     if name:
         out["name"] = name
+    group = options.get("group")
+    if group is not None:
+        if not isinstance(group, str) or not GROUP.fullmatch(group):
+            raise InvalidOptions(f"option group={group!r} must match {GROUP.pattern}")
+        out["group"] = group
+    key = options.get("limit_key")
+    if key is not None:
+        out["limit_key"] = check_limit_key(key, "option limit_key")
     return out
 
 
@@ -193,6 +203,13 @@ def installed_specs() -> dict[str, QueueSpec]:
 
 
 _INSTALLED: dict[str, dict[str, QueueSpec]] = {}
+
+
+def check_limit_key(key: Any, what: str) -> str:
+    """A limit key is 1-200 printable characters (it names a hold shared by many jobs)."""
+    if not isinstance(key, str) or not 1 <= len(key) <= 200 or not key.isprintable():
+        raise InvalidOptions(f"{what} must be a string of 1-200 printable characters, got {key!r:.80}")
+    return key
 
 
 class _Ops(ScheduleOps, ResultOps):
@@ -227,6 +244,7 @@ class _Ops(ScheduleOps, ResultOps):
             raise InvalidOptions(f"job id {job_id!r} must match {JOB_ID.pattern}")
         opts = validate_options(options)
         spec = self.specs.get(queue)
+        given = data
         if spec is not None and spec.payload is not None:
             structure_payload(data, spec.payload)
         secrets = ""
@@ -248,8 +266,14 @@ class _Ops(ScheduleOps, ResultOps):
         delay_ms = int(opts.pop("delay", 0) * 1000)
         priority = opts.pop("priority", 0)
         name = opts.pop("name", None) or ""
+        group = opts.pop("group", None) or ""
+        key = opts.pop("limit_key", None)
+        if key is None and spec is not None and spec.limit_key is not None:
+            key = spec.limit_key(given)
+            if key is not None:
+                check_limit_key(key, f"the limit key {queue}'s limit_key derived")
         return [job_id, name, raw, secrets, _dumps(opts, "options") if opts else "", delay_ms, priority, ref, blob,
-                data, opts]
+                data, opts, group, key or ""]
 
     def _upload(self, prepared: list[list[Any]]) -> Op[None]:
         """Claim-checked payloads go to storage before their jobs exist."""
@@ -331,7 +355,7 @@ class _Ops(ScheduleOps, ResultOps):
                            options=JobOptions(delay=p[5] / 1000, priority=p[6], **p[10]) if p[10] or p[5] or p[6]
                            else _NO_OPTIONS,
                            state=state, created_at=now, payload_ref=p[7] or None,
-                           depends_on=tuple(blocked_ids.get(p[0], ()))))
+                           depends_on=tuple(blocked_ids.get(p[0], ())), group=p[11] or None))
         order = {i: n for n, i in enumerate(ids)}
         return sorted(out, key=lambda j: order[j.id])
 
@@ -363,6 +387,7 @@ class _Ops(ScheduleOps, ResultOps):
         args: list[Any] = [self.settings.events_maxlen, len(prepared), k.base]
         for p in prepared:
             args.extend(p[:8])
+            args.extend(p[11:13])
         return _Script("enqueue", [k.wait, k.prio, k.delayed, k.marker, k.events, k.seq, k.idle, k.active,
                                    k.meta, *(k.job(p[0]) for p in prepared)], args)
 
@@ -411,12 +436,12 @@ class _Ops(ScheduleOps, ResultOps):
         for q in queues:
             k = self.keys(q)
             cmds += [("LLEN", k.wait), ("ZCARD", k.prio), ("ZCARD", k.active), ("ZCARD", k.completed),
-                     ("ZCARD", k.failed), ("ZCARD", k.delayed), ("HGET", k.meta, "paused")]
+                     ("ZCARD", k.failed), ("ZCARD", k.delayed), ("HGET", k.meta, "paused"), ("GET", k.gready)]
         replies = yield _Pipe(cmds)
         out = {}
         for i, q in enumerate(queues):
-            wait, prio, active, completed, failed, delayed, paused = replies[i * 7:i * 7 + 7]
-            waiting, is_paused = wait + prio, paused == b"1"
+            wait, prio, active, completed, failed, delayed, paused, grouped = replies[i * 8:i * 8 + 8]
+            waiting, is_paused = wait + prio + max(int(grouped or 0), 0), paused == b"1"
             out[q] = {"waiting": 0 if is_paused else waiting, "active": active, "completed": completed,
                       "failed": failed, "delayed": delayed, "paused": waiting if is_paused else 0}
         return out
@@ -502,6 +527,57 @@ class _Ops(ScheduleOps, ResultOps):
         k = self.keys(queue)
         yield _Pipe([("HDEL", k.meta, "paused"), ("LPUSH", k.marker, *["1"] * 8), ("LTRIM", k.marker, 0, 63)])
 
+    def pause_group(self, queue: str, group: str) -> Op[None]:
+        """Stop starting jobs of one group of ``queue`` (its active jobs finish)."""
+        yield from _Ops._group(self, queue, group, "pause")
+
+    def resume_group(self, queue: str, group: str) -> Op[None]:
+        yield from _Ops._group(self, queue, group, "resume")
+
+    def _group(self, queue: str, group: str, action: str) -> Op[None]:
+        if not isinstance(group, str) or not GROUP.fullmatch(group):
+            raise InvalidOptions(f"group {group!r} must match {GROUP.pattern}")
+        k = self.keys(queue)
+        yield _Script("group", [k.gpaused, k.ring, k.marker], [group, action])
+
+    def get_flow_control(self, queue: str) -> Op[dict[str, Any]]:
+        """Flow control of ``queue`` now: its limits, starts in the current rate window, held limit
+        keys, groups in the ring, paused or waiting for their rate window."""
+        k = self.keys(queue)
+        meta, now, held, ring, paused, waking = yield _Pipe([
+            ("HMGET", k.meta, "rate", "gconc", "grate"), ("TIME",), ("ZCARD", k.limits), ("ZCARD", k.ring),
+            ("SCARD", k.gpaused), ("ZCARD", k.gwake)])
+        rate, gconc, grate = (x.decode() if x else None for x in meta)
+        now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
+        out: dict[str, Any] = {"rate_limit": _rate_of(rate), "group_concurrency": int(gconc) if gconc else None,
+                               "group_rate_limit": _rate_of(grate), "held_keys": held, "groups_ready": ring,
+                               "groups_paused": paused, "groups_rate_limited": waking, "starts_in_window": None,
+                               "limited": False}
+        if rate:
+            mx, win = (int(x) for x in rate.split("/"))
+            n = yield ("ZCOUNT", k.starts, f"({now_ms - win}", "+inf")
+            out["starts_in_window"], out["limited"] = n, n >= mx
+        out["limited"] = out["limited"] or held > 0
+        return out
+
+    def get_group_stats(self, queue: str, top: int = 10) -> Op[list[dict[str, Any]]]:
+        """The ``top`` groups of ``queue`` with the most waiting jobs (an admin read: it looks at up
+        to 1,000 groups of each kind, never every group key)."""
+        k = self.keys(queue)
+        ring, paused, waking, active = yield _Pipe([
+            ("ZRANGE", k.ring, 0, 999), ("SRANDMEMBER", k.gpaused, 1000), ("ZRANGE", k.gwake, 0, 999),
+            ("HGETALL", k.gactive)])
+        names = sorted({g.decode() for g in [*ring, *paused, *waking, *list(active)[:1000]]})
+        if not names:
+            return []
+        counts = yield _Pipe([c for g in names for c in (("LLEN", k.group(g, "wait")), ("ZCARD", k.group(g, "prio")))])
+        paused_set, waking_set = {g.decode() for g in paused}, {g.decode() for g in waking}
+        rows = [{"group": g, "waiting": counts[2 * i] + counts[2 * i + 1],
+                 "active": int(active.get(g.encode(), 0)), "paused": g in paused_set, "rate_limited": g in waking_set}
+                for i, g in enumerate(names)]
+        rows.sort(key=lambda r: (-r["waiting"], r["group"]))
+        return rows[:top]
+
     def retry_job(self, queue: str, job_id: str) -> Op[bool]:
         k = self.keys(queue)
         res = yield _Script("retry", [k.job(job_id), k.failed, k.wait, k.prio, k.marker, k.events, k.seq],
@@ -542,6 +618,17 @@ class _Ops(ScheduleOps, ResultOps):
             raise InvalidOptions("reason must be a string of at most 500 characters")
         return (yield from cancel(self, queue, job_id, reason))
 
+    def cancel_group(self, queue: str, group: str, reason: str | None = None) -> Op[int]:
+        """Cancel every unfinished job of ``group`` in ``queue`` (as :meth:`cancel_job` each); returns
+        how many. Jobs added to the group meanwhile are not; pause the group first to stop intake."""
+        from .dependencies import cancel_group
+
+        if not isinstance(group, str) or not GROUP.fullmatch(group):
+            raise InvalidOptions(f"group {group!r} must match {GROUP.pattern}")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+            raise InvalidOptions("reason must be a string of at most 500 characters")
+        return (yield from cancel_group(self, queue, group, reason))
+
     def add_flow(self, jobs: Iterable[Any]) -> Op[list[Job]]:
         """Add jobs across queues all-or-nothing (:class:`jobq.FlowJob`); none runs unless all exist."""
         from .dependencies import add_flow
@@ -569,6 +656,13 @@ class _Ops(ScheduleOps, ResultOps):
         rows = yield ("XRANGE", self.keys(queue).events, f"({last_id}" if last_id != "0-0" else "-", "+",
                       "COUNT", count)
         return [{"id": i.decode(), **{a.decode(): b.decode() for a, b in f.items()}} for i, f in rows]
+
+
+def _rate_of(text: str | None) -> tuple[int, float] | None:
+    if not text:
+        return None
+    mx, win = text.split("/")
+    return int(mx), int(win) / 1000
 
 
 def _enqueue_error(queue: str, exc: redis.RedisError) -> EnqueueError | None:
@@ -659,8 +753,9 @@ async def _run_async(client: redis.asyncio.Redis, scripts: Scripts, gen: Op[T]) 
 _PUBLIC = ("add_job", "add_jobs", "get_job", "get_job_status", "get_queue_metrics", "get_queue_stats",
            "list_queues", "get_counters", "list_jobs", "list_job_ids", "list_workers", "health_check",
            "pause_queue", "resume_queue", "retry_job", "retry_failed", "promote_job", "remove_job", "purge",
-           "read_events", "cancel_job", "add_flow", "wait_for", "add_schedule", "remove_schedule", "pause_schedule",
-           "resume_schedule", "trigger_schedule", "list_schedules")
+           "read_events", "cancel_job", "cancel_group", "add_flow", "wait_for", "add_schedule", "remove_schedule",
+           "pause_schedule", "resume_schedule", "trigger_schedule", "list_schedules", "pause_group", "resume_group",
+           "get_flow_control", "get_group_stats")
 
 
 def _sync_method(name: str) -> Callable[..., Any]:

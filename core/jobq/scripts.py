@@ -6,7 +6,7 @@ from functools import cache
 from importlib.resources import files
 
 NAMES = ("enqueue", "fetch", "fail", "heartbeat", "progress", "release", "reap", "retry", "remove", "purge", "idle",
-         "cancel", "block", "register", "resolve", "schedule", "tick", "promote")
+         "cancel", "block", "register", "resolve", "schedule", "tick", "promote", "group")
 COMPOSED = {"tick": ("tick", "enqueue")}  # a schedule tick is a guard, then the enqueue itself
 
 

@@ -15,6 +15,20 @@ Execution = Literal["auto", "async", "thread", "process"]
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
+def _check_rate(_inst: Any, attr: Any, value: tuple[int, float] | None) -> None:
+    if value is None:
+        return
+    ok = isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int) and value[0] >= 1 \
+        and isinstance(value[1], int | float) and 0.001 <= value[1] <= 86400 * 7
+    if not ok:
+        raise InvalidOptions(f"{attr.name} must be (max_jobs >= 1, per_seconds in [0.001, 604800]), got {value!r}")
+
+
+def rate_text(value: tuple[int, float]) -> str:
+    """A rate limit as the claim script reads it from the queue's meta hash: ``<max>/<window ms>``."""
+    return f"{value[0]}/{max(1, round(value[1] * 1000))}"
+
+
 def _check_name(_inst: Any, _attr: Any, value: str) -> None:
     if not QUEUE_NAME.fullmatch(value):
         raise InvalidOptions(f"queue name {value!r} must match {QUEUE_NAME.pattern}")
@@ -55,6 +69,13 @@ class QueueSpec:
     :param lazy_payload: skip structuring before the handler; the handler reads the raw
         payload as a stream with ``job.open_payload()`` (large replays).
     :param max_payload_bytes: refuse larger payloads at enqueue (default: ``JOBQ_MAX_PAYLOAD_BYTES``).
+    :param rate_limit: ``(max_jobs, per_seconds)``: at most that many starts in any rolling window,
+        across all workers (``WORKER_<PLUGIN>_RATE_LIMIT=max/seconds`` overrides it).
+    :param group_concurrency: at most this many active jobs per group (``add_job(..., group=)``)
+        across all workers.
+    :param group_rate_limit: ``(max_jobs, per_seconds)`` per group, rolling window.
+    :param limit_key: ``limit_key(data) -> str | None``, the limit key of a job enqueued without
+        one (see :class:`jobq.RateLimited`).
     :param schedules: :class:`jobq.Schedule` s whose ticks the workers serving this queue enqueue.
     """
 
@@ -72,5 +93,10 @@ class QueueSpec:
     secret_fields: tuple[str, ...] = ()
     lazy_payload: bool = False
     max_payload_bytes: int | None = None
+    rate_limit: tuple[int, float] | None = attrs.field(default=None, validator=_check_rate)
+    group_concurrency: int | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.ge(1)))
+    group_rate_limit: tuple[int, float] | None = attrs.field(default=None, validator=_check_rate)
+    limit_key: Callable[[Any], str | None] | None = None
     description: str = ""
     schedules: tuple[Schedule, ...] = attrs.field(default=(), converter=tuple, validator=_check_schedules)

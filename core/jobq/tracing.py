@@ -11,8 +11,9 @@ OpenTelemetry messaging conventions (``messaging.system=jobq``, ``messaging.dest
 
 Off costs nothing: :data:`TRACER` stays ``None`` and the hot paths test only that. It is set by
 :func:`setup` when the OpenTelemetry API is installed and ``OTEL_SDK_DISABLED`` is not ``true``:
-in jobq's own processes (``jobq run``, ``jobq api``) it configures the SDK from ``OTEL_*`` unless
-the application already did; elsewhere it uses whatever tracer provider the application set.
+in jobq's own processes (``jobq run``, ``jobq api``) it configures the SDK from ``OTEL_*`` when they
+name an exporter or an endpoint, unless the application already did; elsewhere it uses whatever
+tracer provider the application set.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def setup(*, configure_sdk: bool = False) -> Any:
     except ImportError:
         return None
     if configure_sdk and not _provider_set(trace):
-        if not _configure_sdk(trace):
+        if not _exporter_named() or not _configure_sdk(trace):
             return None
     elif not _provider_set(trace):
         return None  # a library in an application that traces nothing: stay off
@@ -67,6 +68,13 @@ def enable(provider: Any = None) -> Any:
 def disable() -> None:
     global TRACER, _done
     TRACER, _done = None, True
+
+
+def _exporter_named() -> bool:
+    """Whether the environment names somewhere to send spans: an installed extra alone does not turn
+    tracing on (an OTLP exporter with no collector would retry and slow every shutdown)."""
+    return any(os.environ.get(n, "").strip() for n in (
+        "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
 def _provider_set(trace: Any) -> bool:

@@ -35,7 +35,7 @@ from .redaction import redact, secret_values, secrets_in_logs
 from .schedules import Scheduler
 from .scripts import Scripts
 from .serialization import structure_payload
-from .spec import QueueSpec
+from .spec import QueueSpec, rate_text
 
 log = logging.getLogger(__name__)
 STACK_LIMIT = 16_000
@@ -340,7 +340,8 @@ class QueueRunner:
                                  f"attempt exceeded the queue timeout of {timeout}s", "")
                 return
             except Retry as r:
-                await self._fail(a, opts, "defer", "ERR_DEFERRED", str(r), "", defer=r.delay)
+                await self._fail(a, opts, "defer", "ERR_DEFERRED", str(r), "", defer=r.delay,
+                                 limit_key=getattr(r, "key", None))
                 return
             except (TypeError, ValueError) as exc:
                 if "JSON" in str(exc) or "serializable" in str(exc):
@@ -350,7 +351,8 @@ class QueueRunner:
                 await self._fail_exc(a, opts, exc)
                 return
             except _ChildFailure as cf:
-                await self._fail(a, opts, cf.kind, cf.code, cf.message, cf.stack, defer=cf.delay)
+                await self._fail(a, opts, cf.kind, cf.code, cf.message, cf.stack, defer=cf.delay,
+                                 limit_key=cf.key)
                 return
             except Exception as exc:
                 await self._fail_exc(a, opts, exc)
@@ -425,7 +427,7 @@ class QueueRunner:
         await self._fail(a, opts, kind, reason_code(exc), str(exc) or type(exc).__name__, stack)
 
     async def _fail(self, a: _Active, opts: dict[str, Any] | None, kind: str, code: str, message: str,
-                    stack: str, defer: float = 0.0) -> None:
+                    stack: str, defer: float = 0.0, limit_key: str | None = None) -> None:
         if a.lost:
             return
         spec = self.spec
@@ -436,7 +438,7 @@ class QueueRunner:
         k = self.keys
         args = [a.id, a.token, kind, code, message, stack, retries, int(backoff * 1000), int(defer * 1000),
                 spec.max_deferrals, self.w.settings.events_maxlen,
-                spec.backoff_jitter * random.random() if spec.backoff_jitter else 0]
+                spec.backoff_jitter * random.random() if spec.backoff_jitter else 0, (limit_key or "")[:200]]
         res = await self.w.call_with_retry(self.w.scripts.fail, [k.job(a.id), k.active, k.delayed, k.failed,
                                                                  k.events, k.stats, k.marker], args)
         if res is None or res[0] == b"LOST":
@@ -561,9 +563,23 @@ class QueueRunner:
 
 
 class _ChildFailure(Exception):
-    def __init__(self, kind: str, code: str, message: str, stack: str, delay: float = 0.0) -> None:
+    def __init__(self, kind: str, code: str, message: str, stack: str, delay: float = 0.0,
+                 key: str | None = None) -> None:
         super().__init__(message)
         self.kind, self.code, self.message, self.stack, self.delay = kind, code, message, stack, delay
+        self.key = key
+
+
+def _flow_meta(pipe: Any, meta: str, spec: QueueSpec) -> None:
+    """Publish the queue's limits where the claim scripts read them (the last worker to announce wins)."""
+    fields = {"rate": rate_text(spec.rate_limit) if spec.rate_limit else None,
+              "gconc": spec.group_concurrency, "grate": rate_text(spec.group_rate_limit) if spec.group_rate_limit
+              else None}
+    if any(v is not None for v in fields.values()):
+        pipe.hset(meta, mapping={k: v for k, v in fields.items() if v is not None})
+    gone = [k for k, v in fields.items() if v is None]
+    if gone:
+        pipe.hdel(meta, *gone)
 
 
 def _make_loader(payload: type | None, secrets: dict[str, Any] | None) -> Any:
@@ -774,6 +790,7 @@ class Worker:
             pipe.hset(QueueKeys(s.prefix, spec.name).meta, "spec", json.dumps({
                 "concurrency": spec.concurrency, "retries": spec.retries, "backoff": spec.backoff,
                 "timeout": spec.timeout, "max_stalls": spec.max_stalls}))
+            _flow_meta(pipe, QueueKeys(s.prefix, spec.name).meta, spec)
         pipe.zadd(workers_key(s.prefix), {self.id: now_ms})
         pipe.set(worker_key(s.prefix, self.id), json.dumps(info), ex=int(self.presence_interval * 3) + 1)
         await pipe.execute()

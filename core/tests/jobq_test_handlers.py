@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from jobq import QueueSpec, Schedule
+from jobq import QueueSpec, RateLimited, Schedule
 
 
 def _ledger(job, event):
@@ -43,6 +43,14 @@ def cpu_burn(job):
     return {"pid": os.getpid()}
 
 
+def vendor(job):
+    """A call to a vendor whose first answer to a ``trip`` job is 429 with Retry-After."""
+    _ledger(job, "start")
+    if job.data.get("trip") and job.attempt == 1:
+        raise RateLimited(job.data["trip"], key="vendor:acct")
+    return {"ok": True}
+
+
 def chain_step(job):
     """Appends its own id to what its dependencies returned: a chain A->B->C returns [A, B, C]."""
     _ledger(job, "start")
@@ -64,6 +72,10 @@ SPECS = {
     "cpu": QueueSpec(name="cpu", handler=cpu_burn, concurrency=2, execution="process"),
     "poison1": QueueSpec(name="poison1", handler=poison, concurrency=1, retries=3, max_stalls=1),
     "sleepy1": QueueSpec(name="sleepy1", handler=sleepy, concurrency=1, retries=3, backoff=0.1),
+    "fair": QueueSpec(name="fair", handler=sleepy, concurrency=2),
+    "rated": QueueSpec(name="rated", handler=sleepy, concurrency=8, rate_limit=(5, 0.4)),
+    "gconc": QueueSpec(name="gconc", handler=sleepy, concurrency=4, group_concurrency=2, max_stalls=3),
+    "vendor": QueueSpec(name="vendor", handler=vendor, concurrency=4),
     "ticker": QueueSpec(name="ticker", handler=sleepy, concurrency=2,
                         schedules=[Schedule(name="beat", every=1), Schedule(name="all", every=1, catch_up="all")]),
     "chain1": QueueSpec(name="chain1", handler=chain_step, concurrency=2),

@@ -149,5 +149,35 @@ def test_cli_cancel(jobq_harness):
     assert r.exit_code == 0, r.output
     assert "cancelled cc/x1 (was delayed)" in r.output
     assert m.get_job("cc", "x1").failure.message == "typo"
+    m.add_jobs("cc", [(f"g{i}", {}, {"group": "acme", "delay": 60}) for i in range(3)])
+    r = invoke("cancel", "cc", "--group", "acme")
+    assert r.exit_code == 0 and "cancelled 3 job(s) of group acme in cc" in r.output, r.output
+    assert invoke("cancel", "cc").exit_code == 2  # a job id or --group
     r = invoke("cancel", "cc", "missing")
     assert r.exit_code != 0 and "no job" in r.output
+
+
+def test_cancel_a_whole_group(jobq_harness):
+    started = threading.Event()
+
+    async def hold(job):
+        started.set()
+        await asyncio.sleep(60)
+
+    spec = QueueSpec(name="cg", handler=hold, concurrency=1)
+    m = jobq_harness.manager
+    m.specs["cg"] = spec
+    m.add_job("cg", "a-run", {}, group="acme")
+    jobq_harness.start(spec)
+    assert started.wait(10)
+    m.add_jobs("cg", [(f"a{i}", {}, {"group": "acme"}) for i in range(5)]
+               + [(f"a-late{i}", {}, {"group": "acme", "delay": 60}) for i in range(2)]
+               + [(f"b{i}", {}, {"group": "other"}) for i in range(3)])
+    m.add_job("cg", "a-blocked", {}, group="acme", depends_on=[("cg", "b0")])
+    assert m.cancel_group("cg", "acme", reason="tenant deleted") == 9
+    for i in ["a-run", "a-blocked"] + [f"a{i}" for i in range(5)] + [f"a-late{i}" for i in range(2)]:
+        assert m.get_job("cg", i).state == "cancelled", i
+    assert [m.get_job("cg", f"b{i}").state for i in range(3)] in (["waiting"] * 3, ["active"] + ["waiting"] * 2)
+    assert m.cancel_group("cg", "acme") == 0
+    with pytest.raises(InvalidOptions):
+        m.cancel_group("cg", "bad group!")

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -135,6 +136,9 @@ def test_metrics_endpoint(jobq_harness, tmp_path):
         assert samples[("jobq_job_duration_seconds_count", (("queue", "clitest"),))] >= 3
         assert samples[("jobq_workers_alive", ())] >= 1
         assert samples[("jobq_jobs_stalled_total", (("queue", "clitest"),))] == 0
+        assert samples[("jobq_queue_rate_limited", (("queue", "clitest"),))] == 0
+        assert samples[("jobq_queue_groups", (("queue", "clitest"), ("state", "paused")))] == 0
+        assert not any("group" in dict(labels) for _, labels in samples)  # no per-group label
         promtool = shutil.which("promtool")
         if promtool:
             check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
@@ -163,6 +167,12 @@ def test_select_specs_env_and_flags(monkeypatch):
     monkeypatch.setenv(f"WORKER_{key}_CONCURRENCY", "7")
     assert {s.name: s.concurrency for s in select_specs(host, (), ())} == {"qa": 7, "qb": 7}
     assert {s.name: s.concurrency for s in select_specs(host, (), ("qa=3",))}["qa"] == 3
+    monkeypatch.setenv(f"WORKER_{key}_RATE_LIMIT", "100/60")
+    assert {s.name: s.rate_limit for s in select_specs(host, (), ())} == {"qa": (100, 60.0), "qb": (100, 60.0)}
+    monkeypatch.setenv(f"WORKER_{key}_RATE_LIMIT", "100 per minute")
+    with pytest.raises(click.ClickException, match=f"WORKER_{key}_RATE_LIMIT"):
+        select_specs(host, (), ())
+    monkeypatch.delenv(f"WORKER_{key}_RATE_LIMIT")
     monkeypatch.setenv(f"WORKER_{key}_ENABLED", "false")
     assert select_specs(host, (), ()) == []
 

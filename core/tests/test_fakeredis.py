@@ -49,6 +49,11 @@ def test_every_script_runs_on_fakeredis(fake):
     m.add_job("fake", "promoted", {"n": 7}, delay=3600)
     m.promote_job("fake", "promoted")
     assert h.wait("fake", "promoted").result == {"n": 14}
+    m.pause_group("fake", "tenant-a")  # groups: a paused group's jobs wait, resumed they run
+    m.add_job("fake", "grouped", {"n": 9}, group="tenant-a")
+    assert m.get_job_status("fake", "grouped") == "waiting"
+    m.resume_group("fake", "tenant-a")
+    assert h.wait("fake", "grouped").result == {"n": 18}
     m.add_job("fake", "first", {"n": 4}, delay=0.3)
     m.add_job("fake", "then", {"n": 8}, depends_on=[("fake", "first")])  # blocked until "first" completes
     assert h.wait("fake", "then").result == {"n": 16}

@@ -169,3 +169,16 @@ def test_worker_process_exports_otlp_configured_by_env(jobq_settings, server, sp
     assert int.from_bytes(span.trace_id, "big") == request.get_span_context().trace_id
     send = next(s for s in spans.get_finished_spans() if s.name == "send otlp")
     assert int.from_bytes(span.parent_span_id, "big") == send.context.span_id
+
+
+def test_jobq_processes_trace_only_once_an_exporter_is_named(monkeypatch):
+    """The extra alone turns nothing on: an OTLP exporter with no collector would retry at exit."""
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                 "OTEL_SDK_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    tracing.disable()
+    tracing._done = False
+    try:
+        assert tracing.setup(configure_sdk=True) is None
+    finally:
+        tracing.disable()

@@ -8,7 +8,9 @@ local jk, id = KEYS[1], ARGV[1]
 local state = redis.call('HGET', jk, 'state')
 if not state then return {'MISSING', 0} end
 if state == 'completed' or state == 'failed' or state == 'cancelled' then return {state, 0} end
-drop_ready(KEYS[2], KEYS[3], id)
+local g = redis.call('HGET', jk, 'grp')
+drop_ready(KEYS[2], KEYS[3], id, g)
+if state == 'active' then group_left(base_of(KEYS[5], 'active'), jk, g) end
 redis.call('ZREM', KEYS[4], id)
 redis.call('ZREM', KEYS[5], id)
 redis.call('ZREM', KEYS[9], id)

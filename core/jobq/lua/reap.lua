@@ -11,6 +11,7 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[2], id)
   if redis.call('EXISTS', jk) == 1 then
     local stalls = redis.call('HINCRBY', jk, 'stalls', 1)
+    group_left(base_of(KEYS[2], 'active'), jk)
     redis.call('HDEL', jk, 'token')
     redis.call('HINCRBY', KEYS[7], 'stalled', 1)
     record_history(KEYS[7], now, 's', 1)
@@ -27,7 +28,8 @@ for _, id in ipairs(ids) do
       dependents_out(jk, base .. 'resolve', name, 'failed', '')
     else
       redis.call('HSET', jk, 'state', 'waiting')
-      push_ready(KEYS[3], KEYS[4], KEYS[9], id, redis.call('HGET', jk, 'prio'), true)
+      local h = redis.call('HMGET', jk, 'prio', 'grp')
+      push_ready(KEYS[3], KEYS[4], KEYS[9], id, h[1], true, h[2])
       emit(KEYS[6], maxlen, 'stalled', id, 'stalls', stalls)
       back = back + 1
     end

@@ -3,8 +3,14 @@
 -- ARGV: 1 id, 2 events maxlen
 local jk, id = KEYS[1], ARGV[1]
 if redis.call('EXISTS', jk) == 0 then return 0 end
-local ref = redis.call('HGET', jk, 'ref')
-if ref then redis.call('RPUSH', KEYS[8], ref) end
+local h = redis.call('HMGET', jk, 'ref', 'state', 'grp')
+if h[1] then redis.call('RPUSH', KEYS[8], h[1]) end
+local base = base_of(KEYS[5], 'active')
+if h[2] == 'active' then group_left(base, jk) end
+if h[3] and h[2] == 'waiting' then
+  local n = redis.call('LREM', gkey(base, h[3], 'wait'), 0, id) + redis.call('ZREM', gkey(base, h[3], 'prio'), id)
+  if n > 0 then redis.call('DECR', base .. 'gready') end
+end
 redis.call('LREM', KEYS[2], 0, id)
 for k = 3, 7 do redis.call('ZREM', KEYS[k], id) end
 redis.call('DEL', jk)

@@ -6,7 +6,7 @@
 -- ARGV: 1 dependency "<queue>|<id>", 2 its state, 3 its result, 4 events maxlen, 5 "<queue>|<id>" of this job
 local now = now_ms()
 local jk, dep, dstate, maxlen = KEYS[1], ARGV[1], ARGV[2], ARGV[4]
-local f = redis.call('HMGET', jk, 'state', 'dfail', 'prio')
+local f = redis.call('HMGET', jk, 'state', 'dfail', 'prio', 'grp')
 if f[1] ~= 'blocked' then return {'noop', 0} end
 if redis.call('HSETNX', jk, 'd:' .. dep, dstate) == 0 then return {'dup', 0} end
 local id = string.match(ARGV[5], '|(.*)$')
@@ -26,7 +26,7 @@ end
 if redis.call('HINCRBY', jk, 'pending', -1) > 0 then return {'pending', 0} end
 redis.call('ZREM', KEYS[4], id)
 redis.call('HSET', jk, 'state', 'waiting')
-push_ready(KEYS[2], KEYS[3], KEYS[7], id, f[3], false)
+push_ready(KEYS[2], KEYS[3], KEYS[7], id, f[3], false, f[4])
 emit(KEYS[5], maxlen, 'added', id, 'unblocked', '1')
 wake(KEYS[6], 1)
 return {'ready', 0}

@@ -9,7 +9,8 @@ if redis.call('HGET', jk, 'scrubbed') == '1' then return 'SCRUBBED' end
 redis.call('ZREM', KEYS[2], id)
 redis.call('HDEL', jk, 'fails', 'stalls', 'defers', 'finished', 'code', 'error', 'stack', 'result', 'progress')
 redis.call('HSET', jk, 'state', 'waiting')
-push_ready(KEYS[3], KEYS[4], KEYS[7], id, redis.call('HGET', jk, 'prio'), false)
+local h = redis.call('HMGET', jk, 'prio', 'grp')
+push_ready(KEYS[3], KEYS[4], KEYS[7], id, h[1], false, h[2])
 emit(KEYS[6], ARGV[2], 'added', id, 'retry', '1')
 wake(KEYS[5], 1)
 return 'OK'

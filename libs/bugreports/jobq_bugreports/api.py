@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from jobq import ConfigError, QueueSpec, Settings
+from jobq.limits import Admission
 from jobq.queue import QueueManager
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -38,6 +39,7 @@ from .intake import (
 )
 from .openapi import openapi_document
 from .projects import API_KEYS, PROJECTS_FILE, READ_KEYS, ApiKeys, Project, load_projects
+from .ratelimit import RequestLimiter
 from .store import ReportStore
 from .tracing import TraceRequests
 
@@ -79,6 +81,14 @@ class IntakeApp:
         self.api_keys = api_keys
         self.read_keys = read_keys
         self.max_body = max_body
+        self.limiter = RequestLimiter(intake.manager.redis, intake.manager.settings.prefix)
+
+    async def _admit(self, project_id: str) -> Admission | None:
+        """The project's ``rateLimit`` verdict for one more report, ``None`` when it has no limit."""
+        project = self.intake.projects.get(project_id)
+        if project is None or project.rate_limit is None:
+            return None
+        return await run_in_threadpool(self.limiter.check, project_id, project.rate_limit)
 
     def _scope(self, request: Request, keys: ApiKeys, other: ApiKeys, other_setting: str) -> str | Response:
         """The key's project, or the refusal: 401 for an unknown key, 403 for a key of the other kind."""
@@ -97,6 +107,13 @@ class IntakeApp:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             return error(415, "ERR_UNSUPPORTED_MEDIA_TYPE", "send the report as application/json")
+        verdict = await self._admit(project_id)
+        limit_headers = verdict.headers() if verdict is not None else {}
+        if verdict is not None and not verdict.allowed:
+            resp = error(429, "ERR_RATE_LIMITED", f"over this project's limit of {verdict.limit} reports in "
+                         f"{self.intake.projects[project_id].rate_limit.per_seconds:g} s; retry later")  # type: ignore[union-attr]
+            resp.headers.update(limit_headers)
+            return resp
         try:
             raw = await read_body(request, self.max_body)
             report = await run_in_threadpool(self._create, project_id, raw)
@@ -110,7 +127,8 @@ class IntakeApp:
             return _unavailable("ERR_QUEUE_UNAVAILABLE", str(exc))
         except StoreUnavailable as exc:
             return _unavailable("ERR_STORE_UNAVAILABLE", str(exc))
-        return AsciiJSONResponse(report, status_code=201, headers={"Location": f"/api/v1/reports/{report['id']}"})
+        return AsciiJSONResponse(report, status_code=201,
+                                 headers={"Location": f"/api/v1/reports/{report['id']}", **limit_headers})
 
     def _create(self, project_id: str, raw: bytearray) -> dict[str, Any]:
         return self.intake.create(project_id, decode(raw))

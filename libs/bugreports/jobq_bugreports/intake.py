@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 import redis
-from jobq import ConfigError, EnqueueError, InvalidPayload, PayloadTooLarge, QueueSpec
+from jobq import ConfigError, EnqueueError, FlowJob, InvalidPayload, PayloadTooLarge, QueueSpec
 from jobq import QueueUnavailable as EnqueueUnavailable
 from jobq.queue import QueueManager
 from jobq.serialization import structure_payload
@@ -306,13 +306,20 @@ class Intake:
         return report
 
     def _enqueue(self, planned: list[PlannedJob], added: list[PlannedJob]) -> None:
-        """The one place a report's jobs reach Redis: one atomic script per queue, in :data:`QUEUES`
-        order. ``added`` collects what is in, for :meth:`_unwind` if a later queue fails."""
-        for queue in QUEUES:
-            group = [j for j in planned if j.queue == queue]
-            if group:
-                self.manager.add_jobs(queue, [(j.job_id, j.data) for j in group])
-                added.extend(group)
+        """The one place a report's jobs reach Redis, as one all-or-nothing flow: integrations and
+        notifications wait for the screenshot and replay jobs (and run even if those fail), so a
+        created issue carries every link that exists; none of the jobs starts unless all exist.
+        ``added`` collects what is in, for :meth:`_unwind` if the flow fails halfway."""
+        roots = [(j.queue, j.job_id) for j in planned if j.queue in (SCREENSHOTS, REPLAYS)]
+        flow = []
+        for j in sorted(planned, key=lambda j: QUEUES.index(j.queue)):
+            waits = roots if j.queue not in (SCREENSHOTS, REPLAYS) else []
+            # grouped by project: a flooding project cannot starve the others in any queue
+            flow.append(FlowJob(j.queue, j.job_id, j.data, depends_on=waits, on_dependency_failure="run",
+                                options={"group": j.data["projectId"]}))
+        added.extend(planned)  # a flow that fails halfway leaves blocked jobs: take them back
+        if flow:
+            self.manager.add_flow(flow)
 
     def _validate_payloads(self, planned: list[PlannedJob]) -> None:
         """Structure every payload with its plugin's class before writing anything, so a payload one

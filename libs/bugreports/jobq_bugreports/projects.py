@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 from jobq import ConfigError
 
+from .ratelimit import RateLimit
 from .store import check_id
 
 API_KEYS = "JOBQ_API_KEYS"
@@ -127,6 +128,7 @@ class Project:
     integrations: tuple[Integration, ...] = ()
     notifications: tuple[Notification, ...] = ()
     replay_privacy: dict[str, Any] | None = None
+    rate_limit: RateLimit | None = None
 
 
 NO_PROJECT_CONFIG = Project()
@@ -158,6 +160,20 @@ def _unique(names: list[str], where: str) -> None:
         raise ConfigError(f"{where}: name(s) {', '.join(dupes)} used twice; give each entry its own 'name'")
 
 
+def _rate_limit(value: Any, where: str) -> RateLimit | None:
+    """``{requests, perSeconds}``: at most that many report requests in any rolling window."""
+    if value is None:
+        return None
+    entry = _object(value, where)
+    _only(entry, {"requests", "perSeconds"}, where)
+    n, per = entry.get("requests"), entry.get("perSeconds")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1_000_000:
+        raise ConfigError(f"{where}.requests must be a whole number from 1 to 1000000")
+    if isinstance(per, bool) or not isinstance(per, int | float) or not 0.001 <= per <= 86400:
+        raise ConfigError(f"{where}.perSeconds must be a number of seconds from 0.001 to 86400")
+    return RateLimit(n, float(per))
+
+
 def parse_projects(raw: Any, source: str = "projects") -> dict[str, Project]:
     """Check and convert ``{projectId: {integrations: [...], notifications: [...]}}``.
 
@@ -171,7 +187,7 @@ def parse_projects(raw: Any, source: str = "projects") -> dict[str, Project]:
         except ValueError:
             raise ConfigError(f"{where}: invalid project id") from None
         body = _object(body, where)
-        _only(body, {"integrations", "notifications", "replay"}, where)
+        _only(body, {"integrations", "notifications", "replay", "rateLimit"}, where)
         integrations = []
         for i, entry in enumerate(body.get("integrations") or []):
             w = f"{where} integrations[{i}]"
@@ -202,7 +218,8 @@ def parse_projects(raw: Any, source: str = "projects") -> dict[str, Project]:
         _unique([n.name for n in notifications], f"{where} notifications")
         privacy = _replay_privacy(body["replay"], f"{where} replay") if "replay" in body else None
         out[project_id] = Project(integrations=tuple(integrations), notifications=tuple(notifications),
-                                  replay_privacy=privacy)
+                                  replay_privacy=privacy,
+                                  rate_limit=_rate_limit(body.get("rateLimit"), f"{where} rateLimit"))
     return out
 
 

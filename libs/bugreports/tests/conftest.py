@@ -7,18 +7,15 @@ import re
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
-from jobq_bugreports.server import ServerLimits, server_config
 from jobq_bugreports.store import ReportStore
+from jobq_bugreports.testing import serve
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -91,27 +88,6 @@ def count_rows(store: ReportStore) -> int:
 @pytest.fixture
 def row_count():
     return count_rows
-
-
-@contextmanager
-def serve(app: Any, limits: ServerLimits | None = None) -> Iterator[httpx.Client]:
-    """Run ``app`` as ``jobq api`` does (uvicorn, :func:`server_config`) on 127.0.0.1 (port 0) in a
-    thread; yield a client for it."""
-    server = uvicorn.Server(server_config(app, log_level="warning", limits=limits))
-    thread = threading.Thread(target=server.run, name="intake-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise AssertionError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

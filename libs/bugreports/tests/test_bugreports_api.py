@@ -356,7 +356,7 @@ def test_health_and_unknown_routes(make_client, jobq_settings, sqlite_store) -> 
     with make_client(jobq_settings, sqlite_store) as client:
         resp = client.get("/health")
         nowhere = client.get("/api/v2/reports", headers=H1)
-        wrong_method = client.delete("/api/v1/reports/x", headers=H1)
+        wrong_method = client.put("/api/v1/reports/x", headers=H1)
     assert resp.status_code == 200 and resp.json() == {"status": "ok"}
     assert nowhere.status_code == 404 and nowhere.json()["error"]["code"] == "ERR_NOT_FOUND"
     assert wrong_method.status_code == 405 and "GET" in wrong_method.headers["allow"]

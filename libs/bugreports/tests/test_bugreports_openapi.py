@@ -51,7 +51,7 @@ def test_schemathesis_against_a_live_api(api_process, jobq_settings, tmp_path: P
              "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
                          "response_headers_conformance,response_schema_conformance",
              "--max-examples", "10", "--request-timeout", "10", "--seed", "14", "--workers", "2",
-             "--phases", "examples,fuzzing", "--generation-database", "none", "--no-color"],
+             "--phases", "examples,coverage,fuzzing", "--generation-database", "none", "--no-color"],
             capture_output=True, text=True, timeout=100, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "Traceback" not in "".join(lines)

@@ -251,8 +251,10 @@ async def queue(request: Request) -> Response:
     listing = await data.job_list(m, q, state, offset, filters["id"], filters["name"], filters["code"])
     paused = await m.redis.hget(m.keys(q).meta, "paused") == b"1"
     schedules = await data.schedules(m, q)
+    flow, groups = await m.get_flow_control(q), await m.get_group_stats(q, 10)  # bounded: the top 10 groups
     return render(request, "queue.html", queue=q, state=state, counts=counts, filters=filters, offset=offset,
                   paused=paused, page_size=data.PAGE_SIZE, scan_limit=data.SCAN_LIMIT, schedules=schedules,
+                  flow=flow, groups=groups,
                   **listing)
 
 

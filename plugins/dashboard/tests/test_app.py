@@ -326,3 +326,17 @@ def test_a_huge_payload_is_not_read(admin, manager, jobq_settings, monkeypatch):
     manager.add_job("dash", "big", {"blob": "<i>" + "x" * 5000 + "</i>"}, delay=3600)
     text = admin.get("/queues/dash/jobs/big").text
     assert "x" * 1000 not in text and "bytes: too large to show here" in text and ">delayed<" in text
+
+
+def test_queue_page_shows_flow_control_and_the_busiest_groups(admin, manager):
+    manager.add_jobs("dash", [(f"p{i}", {"n": i}, {"group": "project-big"}) for i in range(7)]
+                     + [("s0", {"n": 0}, {"group": "project-small"})])
+    manager.pause_group("dash", "project-small")
+    manager.redis.hset(manager.keys("dash").meta, "rate", "5/1000")  # what a worker with rate_limit=(5, 1) announces
+    manager.redis.zadd(manager.keys("dash").limits, {"vendor:acct": 2**40})  # a RateLimited hold
+    page = admin.get("/queues/dash").text
+    assert 'id="flow-control"' in page and "rate-limited</span>" in page
+    assert "Rate limit 5 per 1.0 s" in page and "1 limit key(s) held" in page
+    rows = [line for line in page.split("\n") if line.startswith("<tr><td>project-")]
+    assert "project-big" in rows[0] and ">7<" in rows[0] and "paused" in rows[1]
+    assert "<script" not in page.split('id="flow-control"')[1].split("</section>")[0]

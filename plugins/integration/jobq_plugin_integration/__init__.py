@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from jobq import QueueSpec, hookimpl
 
+from .limits import job_limit_key
 from .payload import IntegrationJob
 from .pipeline import sync_issue
 from .platform import ExternalIssue, Platform, Report, Sync
@@ -24,6 +25,7 @@ __all__ = ["ExternalIssue", "IntegrationJob", "Platform", "Report", "Sync", "job
 def jobq_queues() -> list[QueueSpec]:
     return [QueueSpec(name="integrations", handler=sync_issue, payload=IntegrationJob, concurrency=10,
                       retries=3, timeout=120, execution="async", secret_fields=("credentials",),
+                      limit_key=job_limit_key, max_deferrals=200,
                       description="Create or update a bug report's issue on Jira, GitHub, Linear, Slack...")]
 
 

@@ -116,6 +116,12 @@ def non_empty(max_len: int = 4096) -> Validator:
     return _validator(check)
 
 
+def in_range(above: float, at_most: float) -> Validator:
+    """A number more than ``above`` and at most ``at_most``."""
+    words = f"must be more than {above:g} and at most {at_most:g}"
+    return _validator(lambda v: None if above < v <= at_most else words)
+
+
 def pattern(regex: str, description: str) -> Validator:
     compiled = re.compile(regex)
     return _validator(lambda v: None if compiled.fullmatch(v) else f"must be {description}")

@@ -19,20 +19,22 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import attrs
 import httpx
-from jobq import JobContext, JobFailed, Retry, Settings, UnrecoverableError
+from jobq import JobContext, JobFailed, RateLimited, Retry, Settings, UnrecoverableError
 from jobq.outbound import describe_url
 from jobq.redaction import secrets_in_logs
 
 from .errors import InvalidField, ProtocolError, ReportNotFound
 from .fields import structure
 from .http import PlatformHttp, shared_client
+from .limits import limit_key
+from .limits import pace as pace_target
 from .lock import report_lock
 from .payload import SEVERITIES, IntegrationJob
 from .platform import ExternalIssue, Platform, Report, Sync
@@ -180,6 +182,11 @@ def _now() -> str:
 
 
 Lock = Callable[[str, str], AbstractAsyncContextManager[Any]]
+Pace = Callable[[str, float], Awaitable[None]]
+
+
+async def no_pace(_target: str, _interval: float) -> None:
+    return None
 
 
 @contextlib.asynccontextmanager
@@ -189,10 +196,12 @@ async def no_lock(_platform: str, _marker: str) -> AsyncIterator[None]:
 
 async def run_sync(payload: IntegrationJob, *, job_id: str, attempt: int, since: float, store: Store,
                    client: httpx.AsyncClient, registry: Registry, settings: IntegrationSettings,
-                   lock: Lock = no_lock, progress: Callable[[Any], None] = lambda _v: None) -> dict[str, Any]:
+                   lock: Lock = no_lock, progress: Callable[[Any], None] = lambda _v: None,
+                   pace: Pace = no_pace) -> dict[str, Any]:
     """Sync one report to one platform; return ``{platform, externalId, externalUrl, status}``.
 
     :param lock: ``lock(platform, marker)`` serialises syncs of one report (:func:`lock.report_lock`).
+    :param pace: spaces calls per target across workers (:func:`limits.pace`).
     """
     progress("1/4")
     platform = registry.get(payload.platform)
@@ -211,12 +220,13 @@ async def run_sync(payload: IntegrationJob, *, job_id: str, attempt: int, since:
         report = merge_report(payload, row)
         target = platform.target(config)
         sync = Sync(report=report, credentials=credentials, config=config, marker=marker, job_id=job_id,
-                    attempt=attempt, since=since, http=PlatformHttp(client, platform, redact))
+                    attempt=attempt, since=since, http=PlatformHttp(client, platform, redact), pace=pace)
         existing = previous_issue(row, platform.name, target)
 
         progress("3/4")
         with secrets_in_logs(redact.values):  # a vendor echoing the token into headers meets DEBUG loggers
-            issue, status = await _call_platform(platform, sync, existing, redact)
+            issue, status = await _call_platform(platform, sync, existing, redact,
+                                                 limit_key(platform.name, payload.credentials))
 
         progress("4/4")
         record = {"externalId": issue.external_id, "externalUrl": issue.external_url, "status": status,
@@ -230,8 +240,9 @@ async def run_sync(payload: IntegrationJob, *, job_id: str, attempt: int, since:
 
 
 async def _call_platform(platform: Platform, sync: Sync, existing: ExternalIssue | None,
-                         redact: Redactor) -> tuple[ExternalIssue, str]:
-    """Update the recorded issue, adopt one a lost response hid, or create one; errors come out redacted."""
+                         redact: Redactor, key: str) -> tuple[ExternalIssue, str]:
+    """Update the recorded issue, adopt one a lost response hid, or create one; errors come out redacted.
+    A vendor's rate limit holds every job of this platform and credential (``key``), on every worker."""
     try:
         if existing is not None:
             return await platform.update(sync, existing), "updated"
@@ -242,6 +253,8 @@ async def _call_platform(platform: Platform, sync: Sync, existing: ExternalIssue
                         sync.report.bug_report_id)
             return issue, "created"
         return await platform.create(sync), "created"
+    except RateLimited as exc:
+        raise RateLimited(exc.delay, key=exc.key or key, reason=redact(exc)) from None
     except Retry as exc:
         raise Retry(exc.delay, redact(exc)) from None
     except JobFailed as exc:
@@ -258,4 +271,5 @@ async def sync_issue(job: JobContext) -> dict[str, Any]:
                           store=default_store(), client=shared_client(settings.timeout),
                           registry=default_registry(), settings=settings,
                           lock=functools.partial(report_lock, job.settings or Settings.from_env(), owner=job.id),
-                          progress=job.progress)
+                          progress=job.progress,
+                          pace=functools.partial(pace_target, job.settings or Settings.from_env()))

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 import httpx
-from jobq import Retry
+from jobq import RateLimited
 
 from .errors import AuthFailed, PlatformRejected, PlatformUnavailable, ProtocolError, TargetNotFound
 
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 DEFAULT_RATE_LIMIT_DELAY = 30.0
 MAX_RATE_LIMIT_DELAY = 3600.0
+
+
+async def _no_pace(_target: str, _interval: float) -> None:
+    return None
 
 
 @attrs.frozen(kw_only=True)
@@ -64,6 +68,8 @@ class Sync:
     :param attempt: the job's attempt (1 on the first start).
     :param since: Unix time before which no earlier attempt of this job can have created anything.
     :param http: the shared HTTP client, wrapped with this platform's error mapping.
+    :param pace: ``await sync.pace(target, interval)`` before a call the vendor limits per target
+        (a Slack channel): spaces such calls ``interval`` seconds apart across all workers.
     """
 
     report: Report
@@ -74,6 +80,7 @@ class Sync:
     attempt: int
     since: float
     http: PlatformHttp
+    pace: Callable[[str, float], Awaitable[None]] = attrs.field(default=_no_pace, repr=False)
 
 
 class Platform(abc.ABC):
@@ -135,6 +142,8 @@ class Platform(abc.ABC):
         if response.status_code != 429:
             return None
         delay = retry_after(response.headers)
+        if delay is None:
+            delay = ratelimit_reset(response.headers)
         return DEFAULT_RATE_LIMIT_DELAY if delay is None else delay
 
     def raise_for_response(self, response: httpx.Response, *, action: str, not_found: str,
@@ -142,7 +151,8 @@ class Platform(abc.ABC):
         """Turn a non-success response into the right error. ``not_found`` words a 404."""
         delay = self.rate_limit_delay(response)
         if delay is not None:
-            raise Retry(min(delay, MAX_RATE_LIMIT_DELAY), f"{self.name}: rate limited while trying to {action}")
+            raise RateLimited(min(delay, MAX_RATE_LIMIT_DELAY),
+                              reason=f"{self.name}: rate limited while trying to {action}")
         status = response.status_code
         said = redact(self.error_message(response), 300)
         detail = f" ({said})" if said else ""
@@ -175,6 +185,18 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
     except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, when - (time.time() if now is None else now))
+
+
+def ratelimit_reset(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds until ``X-RateLimit-Reset`` (a Unix time in seconds, or delta-seconds when small)."""
+    raw = (headers.get("x-ratelimit-reset") or "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    if value > 1e9:
+        value -= time.time() if now is None else now
+    return max(1.0, value)
 
 
 def json_body(response: httpx.Response, platform: str, action: str) -> Any:

@@ -3,6 +3,7 @@
 from jobq import QueueSpec, hookimpl
 
 from .handler import send_notification
+from .hostlimit import job_limit_key
 from .payload import NotificationJob
 
 QUEUE = "notifications"
@@ -19,6 +20,7 @@ def jobq_queues() -> list[QueueSpec]:
             retries=3,
             timeout=60,
             secret_fields=("recipients",),
+            limit_key=job_limit_key,
             description="Email, Slack and webhook notifications of bug-report events",
         )
     ]

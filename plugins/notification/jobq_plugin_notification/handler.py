@@ -16,14 +16,15 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from jobq import JobContext, JobFailed, Retry, UnrecoverableError
+from jobq import JobContext, JobFailed, RateLimited, UnrecoverableError
 from jobq.outbound import async_http_client
 from jobq.redaction import secrets_in_logs
 from jobq_bugreports.store import DATABASE_URL, DEFAULT_URL, REPORTS_TABLE, SEVERITIES, ReportStore
 
 from .config import ConfigInvalid, NotificationConfig
+from .hostlimit import admit_host, host_rate, job_limit_key
 from .ledger import DeliveryLedger
-from .outcome import ERR_DELIVERY_FAILED, Outcome
+from .outcome import ERR_DELIVERY_FAILED, ERR_RATE_LIMITED, Outcome, retry
 from .payload import NotificationJob, Report
 from .recipients import Recipient, build_recipients
 from .render import Notice, render_email, slack_message, webhook_body
@@ -175,6 +176,7 @@ class Delivery:
             message = slack_message(notice)
         else:
             body = webhook_body(notice)
+            rate = host_rate()
         gate = asyncio.Semaphore(cfg.max_parallel)
 
         async def one(client: Any, r: Recipient) -> None:
@@ -184,7 +186,12 @@ class Delivery:
                 elif self.data.type == "slack":
                     outcome = await send_slack(client, r, message, cfg.policy)
                 else:
-                    outcome = await send_webhook(client, r, body, cfg.webhook_secrets)
+                    admitted = await admit_host(self.job.settings, r.target, rate) if rate else None
+                    if admitted is not None and not admitted.allowed:
+                        outcome = retry(ERR_RATE_LIMITED, f"over the limit of {rate[0]} webhooks to one host in "
+                                        f"{rate[1]:g}s", retry_after=max(admitted.reset, 0.05))  # type: ignore[index]
+                    else:
+                        outcome = await send_webhook(client, r, body, cfg.webhook_secrets)
                 await asyncio.to_thread(self.note, r, outcome)
 
         async with async_http_client(cfg.policy, timeout=cfg.timeout) as client:
@@ -213,7 +220,10 @@ class Delivery:
                 if (o := self.outcomes.get(r.delivery_id)) is not None and o.retry_after is not None
             ]
             if delays:
-                raise Retry(max(delays), f"{len(pending)} of {n} recipients rate limited: {listing}")
+                # one host for all webhooks: every job for that host waits (its limit key)
+                key = job_limit_key({"type": self.data.type, "recipients": self.data.recipients})
+                raise RateLimited(max(delays), key=key, reason=f"{len(pending)} of {n} recipients rate limited: "
+                                  f"{listing}")
             raise JobFailed(f"{len(pending)} of {n} recipients not delivered yet: {listing}", code=ERR_DELIVERY_FAILED)
         if final_failed and not ok:
             codes = {e["code"] for e in errors}

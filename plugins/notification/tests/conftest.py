@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ def notify_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict
         "JOBQ_OUTBOUND_ALLOWLIST": RECEIVER_HOST,
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "NOTIFICATION_TIMEOUT": "3",
+        "JOBQ_PREFIX": f"jobqt-notif-{uuid.uuid4().hex[:10]}",  # per-host webhook limits of this test alone
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)

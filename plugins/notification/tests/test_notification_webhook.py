@@ -240,3 +240,41 @@ def test_a_slow_receiver_times_out_and_is_retried(
         run_job(payload("webhook", [receiver.url("/slow")]))
     assert time.monotonic() - started < 0.9
     assert err.value.retryable and "ERR_DELIVERY_TIMEOUT" in str(err.value)
+
+
+def test_webhooks_to_one_host_are_limited_across_jobs(notify_env: dict, receiver: Receiver, monkeypatch) -> None:
+    from jobq import RateLimited
+    from jobq.testing import wait_until
+    from jobq_plugin_notification.hostlimit import host_of
+
+    monkeypatch.setenv("NOTIFICATION_WEBHOOK_HOST_RATE", "2/0.5")
+    data = payload("webhook", [receiver.url(f"/h{i}") for i in range(3)])
+    with pytest.raises(RateLimited) as info:
+        run_job(data, job_id="hosts-1")
+    assert info.value.key == f"notifications:webhook:{host_of(receiver.url('/'))}"
+    assert 0 < info.value.delay <= 0.5 and "ERR_RATE_LIMITED" in str(info.value)
+    assert sum(len(receiver.hits(f"/h{i}")) for i in range(3)) == 2
+    # another job to the same host is refused too until the window rolls, then the pending one goes out
+    other = payload("webhook", [receiver.url("/other")])
+    with pytest.raises(RateLimited):
+        run_job(other, job_id="hosts-2")
+    result = wait_until(lambda: _ok(data, "hosts-1"), 5, 0.1, "the window to roll")
+    assert result["successCount"] == 3 and sum(len(receiver.hits(f"/h{i}")) for i in range(3)) == 3
+
+
+def _ok(data: dict, job_id: str) -> dict | None:
+    from jobq import RateLimited
+
+    try:
+        return run_job(data, job_id=job_id, attempt=2)
+    except RateLimited:
+        return None
+
+
+def test_limit_key_names_the_host_only_when_all_webhooks_share_it() -> None:
+    from jobq_plugin_notification.hostlimit import job_limit_key
+
+    one = {"type": "webhook", "recipients": ["https://hooks.example/a?token=x", {"url": "https://hooks.example/b"}]}
+    assert job_limit_key(one) == "notifications:webhook:hooks.example"
+    assert job_limit_key({**one, "recipients": ["https://a.example/", "https://b.example/"]}) is None
+    assert job_limit_key({"type": "email", "recipients": ["a@example.test"]}) is None

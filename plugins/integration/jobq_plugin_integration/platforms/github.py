@@ -8,7 +8,6 @@ job was created (a database read, not the lagging search index) and adopts the o
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +17,15 @@ import httpx
 
 from ..errors import PlatformRejected
 from ..fields import api_url, pattern, secret
-from ..platform import DEFAULT_RATE_LIMIT_DELAY, ExternalIssue, Platform, Sync, json_body, retry_after
+from ..platform import (
+    DEFAULT_RATE_LIMIT_DELAY,
+    ExternalIssue,
+    Platform,
+    Sync,
+    json_body,
+    ratelimit_reset,
+    retry_after,
+)
 from ..render import markdown, one_line
 
 API_VERSION = "2022-11-28"
@@ -67,10 +74,8 @@ class GitHubPlatform(Platform):
         if delay is not None:
             return delay
         if response.headers.get("x-ratelimit-remaining") == "0":
-            try:
-                return max(1.0, float(response.headers.get("x-ratelimit-reset", "")) - time.time())
-            except ValueError:
-                return DEFAULT_RATE_LIMIT_DELAY
+            reset = ratelimit_reset(response.headers)
+            return DEFAULT_RATE_LIMIT_DELAY if reset is None else reset
         return DEFAULT_RATE_LIMIT_DELAY if response.status_code == 429 else None
 
     def error_message(self, response: httpx.Response) -> str:

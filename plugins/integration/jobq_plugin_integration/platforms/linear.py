@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 import httpx
-from jobq import Retry
+from jobq import RateLimited
 
 from ..errors import AuthFailed, PlatformRejected, PlatformUnavailable, ProtocolError, TargetNotFound
 from ..fields import api_url, pattern, secret
@@ -124,8 +124,8 @@ class LinearPlatform(Platform):
                     delay = max(1.0, float(reset) / 1000 - time.time())
                 except ValueError:
                     delay = None
-            raise Retry(min(DEFAULT_RATE_LIMIT_DELAY if delay is None else delay, MAX_RATE_LIMIT_DELAY),
-                        f"linear: rate limited while trying to {action}")
+            raise RateLimited(min(DEFAULT_RATE_LIMIT_DELAY if delay is None else delay, MAX_RATE_LIMIT_DELAY),
+                              reason=f"linear: rate limited while trying to {action}")
         if kind in AUTH_TYPES or code in AUTH_CODES or err.status in (401, 403):
             raise AuthFailed(f"linear: the API key was refused while trying to {action} ({err.message})")
         if _not_found(err):

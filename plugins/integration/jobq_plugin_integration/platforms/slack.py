@@ -16,7 +16,7 @@ import attrs
 from jobq import JobFailed, Retry
 
 from ..errors import AuthFailed, PlatformRejected, PlatformUnavailable, ProtocolError, TargetNotFound
-from ..fields import api_url, pattern, secret
+from ..fields import api_url, in_range, pattern, secret
 from ..platform import ExternalIssue, Platform, Sync
 from ..render import slack_blocks
 
@@ -37,10 +37,13 @@ class SlackCredentials:
 
 @attrs.frozen(kw_only=True)
 class SlackConfig:
-    """:param channel: a channel id (``C0123ABCD``, needed for duplicate detection) or ``#name``."""
+    """:param channel: a channel id (``C0123ABCD``, needed for duplicate detection) or ``#name``.
+    :param messages_per_second: posts to this channel, across all workers (Slack allows about one).
+    """
 
     channel: str = attrs.field(validator=pattern(r"#?[A-Za-z0-9][A-Za-z0-9._-]{0,79}", "a channel id or name"))
     api_url: str = attrs.field(default="https://slack.com/api", validator=api_url())
+    messages_per_second: float = attrs.field(default=1.0, validator=in_range(0, 100))
 
 
 class SlackPlatform(Platform):
@@ -115,6 +118,7 @@ class SlackPlatform(Platform):
 
     async def create(self, sync: Sync) -> ExternalIssue:
         config: SlackConfig = sync.config
+        await sync.pace(self.target(config), 1 / config.messages_per_second)  # Slack: ~1 message/s per channel
         try:
             body = await self._call(sync, "POST", "chat.postMessage", "post the Slack message",
                                     json={"channel": config.channel, **self._message(sync),
@@ -132,6 +136,7 @@ class SlackPlatform(Platform):
         config: SlackConfig = sync.config
         channel = str(existing.ref.get("channel") or config.channel)
         ts = str(existing.ref.get("ts") or existing.external_id)
+        await sync.pace(self.target(config), 1 / config.messages_per_second)
         try:
             await self._call(sync, "POST", "chat.update", "update the Slack message",
                              json={"channel": channel, "ts": ts, **self._message(sync)})
