@@ -13,6 +13,7 @@ import attrs
 import click
 import redis
 
+from . import cli_support
 from .cli_schedules import schedules
 from .config import METRICS_PORT, Settings
 from .errors import JobqError
@@ -75,6 +76,7 @@ class JobqGroup(click.Group):
 
 
 @click.group(cls=JobqGroup)
+@click.version_option(package_name="jobq", message="%(prog)s %(version)s")
 @click.option("--log-level", default=lambda: os.environ.get("JOBQ_LOG_LEVEL", "INFO"), show_default="INFO")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str) -> None:
@@ -105,9 +107,8 @@ def select_specs(host: PluginHost, queues: tuple[str, ...], concurrency: tuple[s
     wanted = set(queues) or {q.strip() for q in os.environ.get("WORKER_TYPES", "").split(",") if q.strip()}
     unknown = wanted - set(host.specs)
     if unknown:
-        raise click.ClickException(
-            f"no installed plugin declares queue(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(host.specs)) or 'none'}")
+        raise click.ClickException("no installed plugin declares it: " + "; ".join(
+            cli_support.unknown_queue_message(q, set(host.specs)) for q in sorted(unknown)))
     overrides: dict[str, int] = {}
     for item in concurrency:
         name, _, n = item.partition("=")
@@ -168,7 +169,7 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
     try:
         specs = select_specs(host, queues, concurrency)
     except JobqError as exc:
-        raise click.ClickException(f"refusing to start: {exc}") from None
+        raise click.ClickException(f"refusing to start: {exc}{cli_support.broken_plugin_hint(host)}") from None
     if not specs:
         raise click.ClickException("no queues to serve: no enabled plugin declares one")
     child = prefork.child_info()
@@ -207,11 +208,16 @@ def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--traceback", "show_tb", is_flag=True, help="Show the traceback of each broken plugin.")
 @click.pass_obj
-def plugins(obj: Ctx, as_json: bool) -> None:
+def plugins(obj: Ctx, as_json: bool, show_tb: bool) -> None:
     """List installed plugins: name, distribution, version, queues, failures."""
     host = obj.host
     rows = [attrs.asdict(p) for p in host.plugins.values()]
+    for r in rows:
+        tb = r.pop("traceback")
+        if show_tb:
+            r["traceback"] = tb
 
     def human(rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -220,6 +226,8 @@ def plugins(obj: Ctx, as_json: bool) -> None:
             queues = ", ".join(r["queues"]) or "-"
             line = f"{r['name']:<16} {r['distribution'] or '-'} {r['version'] or ''}  queues: {queues}"
             click.echo(line + (f"\n  BROKEN: {r['error']}" if r["error"] else ""))
+            if r.get("traceback"):
+                click.echo("  " + r["traceback"].rstrip().replace("\n", "\n  "))
 
     _out(rows, as_json, human)
     if host.failures:
@@ -233,17 +241,29 @@ def plugins(obj: Ctx, as_json: bool) -> None:
 @click.option("--delay", type=float, default=None, help="Seconds before the job may start.")
 @click.option("--priority", type=int, default=None, help="Higher runs sooner (-1000..1000).")
 @click.option("--retries", type=int, default=None)
+@click.option("--backoff", type=float, default=None, help="Base seconds between retries.")
+@click.option("--timeout", type=float, default=None, help="Seconds one attempt may run.")
+@click.option("--name", default=None, help="A label for the job (shown by `jobq job`).")
+@click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def enqueue(obj: Ctx, queue: str, data: str, job_id: str | None, delay: float | None, priority: int | None,
-            retries: int | None) -> None:
-    """Add a job with JSON DATA to QUEUE; prints the job id."""
-    try:
-        payload = json.loads(data)
-    except ValueError as exc:
-        raise click.ClickException(f"DATA is not JSON: {exc}") from None
-    opts = {k: v for k, v in (("delay", delay), ("priority", priority), ("retries", retries)) if v is not None}
+            retries: int | None, backoff: float | None, timeout: float | None, name: str | None,
+            as_json: bool) -> None:
+    """Add a job to QUEUE; prints the job id. DATA is JSON, @file.json, or - (stdin)."""
+    payload = cli_support.read_payload(data, limit=obj.settings.max_payload_bytes)
+    cli_support.require_queue(obj.manager, obj.host, queue)
+    opts = {k: v for k, v in (("delay", delay), ("priority", priority), ("retries", retries), ("backoff", backoff),
+                              ("timeout", timeout), ("name", name)) if v is not None}
+    existing = obj.manager.get_job_status(queue, job_id) if job_id else None
     job = obj.manager.add_job(queue, job_id, payload, **opts)
-    click.echo(job.id)
+    created = existing is None
+    out = {"id": job.id, "queue": queue, "created": created, "state": job.state}
+    if as_json:
+        click.echo(json.dumps(out))
+    elif created:
+        click.echo(job.id)
+    else:
+        click.echo(f"{job.id} already exists in {queue} (state: {job.state}); not enqueued again")
 
 
 @cli.command()
@@ -257,6 +277,7 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: f
     """Show a job: state, progress, attempts, result, failure (secrets redacted)."""
     from .results import JobNotCompleted
 
+    cli_support.require_queue(obj.manager, obj.host, queue)
     unsuccessful = False
     if wait:
         try:
@@ -289,6 +310,8 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: f
 def stats(obj: Ctx, as_json: bool, top: int | None, history: bool, minutes: int, queues: tuple[str, ...]) -> None:
     """Jobs per queue and state, rate-limited queues, live workers, plugin failures."""
     m = obj.manager
+    for q in queues:
+        cli_support.require_queue(m, obj.host, q)
     if history:
         _history(m, as_json, minutes, list(queues) or m.list_queues())
         return
@@ -370,6 +393,7 @@ def _history(m: QueueManager, as_json: bool, minutes: int, queues: list[str]) ->
 @click.pass_obj
 def pause(obj: Ctx, queue: str, group: str | None) -> None:
     """Stop workers from starting jobs of QUEUE, or of one group of it (active ones finish)."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
     if group is not None:
         obj.manager.pause_group(queue, group)
         click.echo(f"paused group {group} of {queue}")
@@ -384,6 +408,7 @@ def pause(obj: Ctx, queue: str, group: str | None) -> None:
 @click.pass_obj
 def resume(obj: Ctx, queue: str, group: str | None) -> None:
     """Let workers start jobs of QUEUE, or of one group of it, again."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
     if group is not None:
         obj.manager.resume_group(queue, group)
         click.echo(f"resumed group {group} of {queue}")
@@ -401,6 +426,7 @@ def resume(obj: Ctx, queue: str, group: str | None) -> None:
 def cancel(obj: Ctx, queue: str, job_id: str | None, group: str | None, reason: str | None) -> None:
     """Cancel a job (or --group G: all of a group's): it never starts, or its running handler is
     stopped; never retried."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
     if (job_id is None) == (group is None):
         raise click.UsageError("name a JOB_ID or --group, not both")
     if group is not None:
@@ -428,6 +454,8 @@ def failed_list(obj: Ctx, queue: str, limit: int, as_json: bool) -> None:
     """Failed jobs of QUEUE, newest first."""
     from .jobs import job_to_dict
 
+    cli_support.require_queue(obj.manager, obj.host, queue)
+
     rows = [job_to_dict(j) for j in obj.manager.list_jobs(queue, "failed", 0, limit)]
 
     def human(rows: list[dict[str, Any]]) -> None:
@@ -449,6 +477,7 @@ def failed_retry(obj: Ctx, queue: str, job_ids: tuple[str, ...], all_: bool) -> 
     """Send failed jobs back to waiting with fresh retry budgets."""
     if not job_ids and not all_:
         raise click.UsageError("name job ids or pass --all")
+    cli_support.require_queue(obj.manager, obj.host, queue)
     m = obj.manager
     n = m.retry_failed(queue) if all_ else sum(bool(m.retry_job(queue, j)) for j in job_ids)
     click.echo(f"retried {n} job(s)")
@@ -456,9 +485,14 @@ def failed_retry(obj: Ctx, queue: str, job_ids: tuple[str, ...], all_: bool) -> 
 
 @failed.command("purge")
 @click.argument("queue")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
-def failed_purge(obj: Ctx, queue: str) -> None:
-    """Delete every failed job of QUEUE."""
+def failed_purge(obj: Ctx, queue: str, yes: bool) -> None:
+    """Delete every failed job of QUEUE (asks first unless --yes)."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
+    if not yes:
+        n = obj.manager.get_queue_metrics(queue)["failed"]
+        click.confirm(f"delete {n} failed job(s) of {queue} for good?", abort=True)
     click.echo(f"purged {obj.manager.purge(queue, 'failed')} job(s)")
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from . import cli_support
 from .schedules import CATCH_UP, Schedule, tick_at
 
 
@@ -28,6 +29,8 @@ def _when(info: dict[str, Any]) -> str:
 @click.pass_obj
 def list_(obj: Any, queue: str | None, runs: int, as_json: bool) -> None:
     """Schedules of QUEUE (default: every queue) and their next runs."""
+    if queue is not None:
+        cli_support.require_queue(obj.manager, obj.host, queue)
     rows = [i.to_dict() for i in obj.manager.list_schedules(queue, runs=runs)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -60,6 +63,7 @@ def list_(obj: Any, queue: str | None, runs: int, as_json: bool) -> None:
 def add(obj: Any, queue: str, name: str, cron: str | None, every: float | None, data: str, timezone: str,
         catch_up: str, priority: int | None, retries: int | None, timeout: float | None) -> None:
     """Add (or replace) schedule NAME on QUEUE."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
     try:
         payload = json.loads(data)
     except ValueError as exc:
@@ -77,6 +81,7 @@ def add(obj: Any, queue: str, name: str, cron: str | None, every: float | None, 
 @click.pass_obj
 def remove(obj: Any, queue: str, name: str) -> None:
     """Remove schedule NAME (a plugin's schedule returns when its workers restart)."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
     if not obj.manager.remove_schedule(queue, name):
         raise click.ClickException(f"no schedule {name!r} on queue {queue!r}")
     click.echo(f"removed {queue}/{name}")
@@ -88,6 +93,7 @@ def remove(obj: Any, queue: str, name: str) -> None:
 @click.pass_obj
 def trigger(obj: Any, queue: str, name: str) -> None:
     """Enqueue one run of NAME now, outside its ticks; prints the job id."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
     click.echo(obj.manager.trigger_schedule(queue, name).id)
 
 
@@ -97,6 +103,7 @@ def trigger(obj: Any, queue: str, name: str) -> None:
 @click.pass_obj
 def pause(obj: Any, queue: str, name: str) -> None:
     """Stop NAME's ticks; those due while paused are skipped."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
     obj.manager.pause_schedule(queue, name)
     click.echo(f"paused {queue}/{name}")
 
@@ -107,5 +114,6 @@ def pause(obj: Any, queue: str, name: str) -> None:
 @click.pass_obj
 def resume(obj: Any, queue: str, name: str) -> None:
     """Tick NAME again, from now."""
+    cli_support.require_queue(obj.manager, obj.host, queue)
     obj.manager.resume_schedule(queue, name)
     click.echo(f"resumed {queue}/{name}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback as _traceback
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -32,6 +33,7 @@ class PluginInfo:
     module: str = ""
     queues: list[str] = attrs.Factory(list)
     error: str | None = None
+    traceback: str | None = attrs.field(default=None, repr=False)  # shown by ``jobq plugins --traceback``
 
 
 class PluginHost:
@@ -99,10 +101,12 @@ class PluginHost:
             plugin = ep.load()
         except ImportError as exc:
             info.error = f"missing dependency or broken import: {type(exc).__name__}: {exc}"
+            info.traceback = _traceback.format_exc()
             log.error("plugin %s (%s) failed to import: %s", ep.name, info.distribution, exc)
             return
         except Exception as exc:
             info.error = f"{type(exc).__name__}: {exc}"
+            info.traceback = _traceback.format_exc()
             log.error("plugin %s (%s) failed to load: %s", ep.name, info.distribution, info.error)
             return
         try:
@@ -121,6 +125,7 @@ class PluginHost:
             specs = list(impl() or [])
         except Exception as exc:
             info.error = f"jobq_queues() raised {type(exc).__name__}: {exc}"
+            info.traceback = _traceback.format_exc()
             return
         for spec in specs:
             if not isinstance(spec, QueueSpec):

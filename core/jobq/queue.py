@@ -71,6 +71,8 @@ def make_client(settings: Settings, *, asyncio: bool = False, socket_timeout: fl
     that Sentinel names (reconnecting to the new one after a failover), or
     ``redis+cluster://host:port`` for Redis Cluster (each queue lives in one slot).
     """
+    if settings.redis_url.startswith("fakeredis://"):
+        return _fake_client(settings.redis_url, asyncio)
     timeout = settings.socket_timeout if socket_timeout is None else socket_timeout
     options = dict(socket_timeout=timeout, socket_connect_timeout=min(timeout, 5.0), retry_on_timeout=False)
     if settings.redis_url.startswith("redis+sentinel://"):
@@ -87,6 +89,25 @@ def make_client(settings: Settings, *, asyncio: bool = False, socket_timeout: fl
         return RedisCluster.from_url(url, **options)
     cls = redis.asyncio.Redis if asyncio else redis.Redis
     return cls.from_url(settings.redis_url, health_check_interval=30, **options)
+
+
+_FAKE_SERVERS: dict[str, Any] = {}
+
+
+def _fake_client(url: str, asyncio: bool) -> Any:
+    """``fakeredis://<name>``: an in-process Redis with Lua (fakeredis + lupa) for tests without a server.
+
+    Every client of one name shares one server, so a test's producer and its worker threads meet;
+    a handler run with ``execution="process"`` cannot reach it (use a real Redis for those).
+    """
+    import fakeredis
+
+    name = url.removeprefix("fakeredis://").strip("/") or "default"
+    server = _FAKE_SERVERS.get(name)
+    if server is None:
+        server = _FAKE_SERVERS.setdefault(name, fakeredis.FakeServer(version=(7, 2)))
+    cls = fakeredis.FakeAsyncRedis if asyncio else fakeredis.FakeRedis
+    return cls(server=server)
 
 
 def _sentinel_master(url: str, asyncio: bool, options: dict[str, Any]) -> Any:
@@ -164,6 +185,26 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def installed_specs() -> dict[str, QueueSpec]:
+    """The queues the installed plugins declare (entry points), looked up once per process.
+
+    A producer deployed before any worker has run still knows them, and validates their payloads
+    (and hides their secret fields) as the workers will. A broken plugin's queues are left out.
+    """
+    key = os.environ.get("JOBQ_DISABLE_PLUGINS", "")
+    found = _INSTALLED.get(key)
+    if found is None:
+        from .plugins import PluginHost
+
+        host = PluginHost().load()
+        found = {name: spec for name, spec in host.specs.items() if not host.plugins[host.queue_owner[name]].error}
+        _INSTALLED[key] = found
+    return found
+
+
+_INSTALLED: dict[str, dict[str, QueueSpec]] = {}
+
+
 def check_limit_key(key: Any, what: str) -> str:
     """A limit key is 1-200 printable characters (it names a hold shared by many jobs)."""
     if not isinstance(key, str) or not 1 <= len(key) <= 200 or not key.isprintable():
@@ -180,6 +221,7 @@ class _Ops(ScheduleOps, ResultOps):
         self.specs: dict[str, QueueSpec] = {s.name: s for s in (specs or ())}
         self.strict = strict
         self._known: set[str] = set(self.specs)
+        self._looked_up = False
         self._storage: Any = None
         tracing.setup()
 
@@ -358,6 +400,13 @@ class _Ops(ScheduleOps, ResultOps):
             raise UnknownQueue(f"invalid queue name {queue!r}")
         if queue in self._known or queue in self.specs or not self.strict:
             return
+        if not self._looked_up:  # once per manager, and only for a queue it does not know yet
+            self._looked_up = True
+            for name, spec in installed_specs().items():
+                self.specs.setdefault(name, spec)
+                self._known.add(name)
+            if queue in self.specs:
+                return
         known = yield ("SISMEMBER", queues_key(self.settings.prefix), queue)
         if not known:
             raise UnknownQueue(

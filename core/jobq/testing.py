@@ -1,8 +1,9 @@
 """Fixtures for jobq's own tests and for plugin authors (a pytest plugin, loaded automatically).
 
-``jobq_settings`` points at the real Redis (``JOBQ_TEST_REDIS_URL`` or ``REDIS_URL``, default
-127.0.0.1:6379) under a key prefix of its own, deleted afterwards. ``jobq_harness`` runs real
-workers in background threads and waits on job states with a deadline.
+``jobq_settings`` points at the Redis of ``JOBQ_TEST_REDIS_URL`` under a key prefix of its own, deleted
+afterwards; when that is unset, at an in-process fakeredis with Lua (``pip install "jobq[testing]"``).
+``REDIS_URL`` is never read here: a shell with a production URL exported must not run tests on it.
+``jobq_harness`` runs real workers in background threads and waits on job states with a deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import redis
 from .config import Settings
 from .jobs import Job
 from .keys import delete_prefix
-from .queue import QueueManager
+from .queue import QueueManager, make_client
 from .spec import QueueSpec
 from .waiting import wait_until
 from .worker import Worker
@@ -28,8 +29,22 @@ from .worker import Worker
 TERMINAL = ("completed", "failed", "cancelled")
 
 
+TEST_REDIS_URL = "JOBQ_TEST_REDIS_URL"
+FAKE_URL = "fakeredis://jobq-tests"
+
+
 def redis_test_url() -> str:
-    return os.environ.get("JOBQ_TEST_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    """``JOBQ_TEST_REDIS_URL``, else the in-process fakeredis (``fakeredis://jobq-tests``)."""
+    url = os.environ.get(TEST_REDIS_URL)
+    if url:
+        return url
+    try:
+        import fakeredis  # noqa: F401
+        import lupa  # noqa: F401
+    except ImportError:
+        pytest.fail(f"no test Redis: set {TEST_REDIS_URL}=redis://127.0.0.1:6379/0, or "
+                    "pip install 'jobq[testing]' to run on fakeredis with Lua", pytrace=False)
+    return FAKE_URL
 
 
 class Canary:
@@ -172,7 +187,7 @@ def jobq_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
 def jobq_settings(tmp_path: Any) -> Iterator[Settings]:
     settings = make_test_settings(tmp_path)
     yield settings
-    client = redis.Redis.from_url(settings.redis_url)
+    client = make_client(settings)
     try:
         delete_prefix(client, settings.prefix)
     finally:

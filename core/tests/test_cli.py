@@ -79,7 +79,10 @@ def test_failed_list_retry_purge(cli_env, jobq_harness):
     assert "retried 1 job(s)" in cli_env("failed", "retry", "clitest", "f0").output
     wait_until(lambda: json.loads(cli_env("job", "clitest", "f0", "--json").output)["state"] == "failed", 10)
     assert json.loads(cli_env("job", "clitest", "f0", "--json").output)["attempts"] == 2
-    assert "purged 3 job(s)" in cli_env("failed", "purge", "clitest").output
+    refused = cli_env("failed", "purge", "clitest")  # no answer on stdin: nothing is deleted
+    assert refused.exit_code == 1 and "delete 3 failed job(s) of clitest" in refused.output
+    assert len(json.loads(cli_env("failed", "list", "clitest", "--json").output)) == 3
+    assert "purged 3 job(s)" in cli_env("failed", "purge", "clitest", "--yes").output
     assert json.loads(cli_env("failed", "list", "clitest", "--json").output) == []
 
 

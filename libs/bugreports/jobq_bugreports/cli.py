@@ -21,14 +21,17 @@ def api_command(host: str, port: int) -> None:
     """
     from jobq import ConfigError, tracing
 
-    from .api import create_app
-    from .server import ServerLimits, quiet_logs, server_config
-
+    try:
+        from .api import create_app
+        from .server import ServerLimits, quiet_logs, server_config
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the intake API needs its extra: pip install 'jobq-bugreports[api]' ({exc.name} is missing)") from None
     tracing.setup(configure_sdk=True)  # OTEL_* decide; off without jobq[otel]
     try:
         limits = ServerLimits.from_env()
         app = create_app()
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, ImportError) as exc:
         raise click.ClickException(str(exc)) from None
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     if level not in ("critical", "error", "warning", "info", "debug"):

@@ -16,7 +16,11 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError('PostgreSQL reports need: pip install "jobq-bugreports[postgres]"') from exc
 
+from jobq import ConfigError
+
 from .store import ReportExists, nest
+
+CONNECT_TIMEOUT = 3  # seconds; libpq takes whole seconds
 
 COLUMNS = "id, project_id, title, description, severity, url, metadata, jobs, created_at, updated_at"
 
@@ -42,6 +46,11 @@ def set_expr(table: str, parts: list[str]) -> str:
     return f"jsonb_set({expr}, {_text_array(parts)}, %s::jsonb, true)"
 
 
+def _first_line(exc: BaseException) -> str:
+    # psycopg's messages can name the host and user, never the password (it is not in the DSN echo).
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -53,11 +62,27 @@ class PostgresBackend:
     def __init__(self, url: str, table: str, *, pool_size: int = 10) -> None:
         self.table = table
         self._local = threading.local()
+        try:
+            # One direct connection first: a refused or unreachable server fails here in seconds with
+            # one line, not after the pool's 30 s wait with a traceback.
+            psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT, autocommit=True).close()
+        except psycopg.OperationalError as exc:
+            raise ConfigError(
+                f"DATABASE_URL: cannot reach PostgreSQL within {CONNECT_TIMEOUT} s ({_first_line(exc)})"
+            ) from None
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=max(1, pool_size), kwargs={"autocommit": True}, open=True,
-            name=f"jobq-reports-{table}",
+            url, min_size=1, max_size=max(1, pool_size),
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            open=True, name=f"jobq-reports-{table}",
         )
-        self._create_schema()
+        try:
+            self._pool.wait(timeout=CONNECT_TIMEOUT + 1)
+            self._create_schema()
+        except psycopg.OperationalError as exc:
+            self._pool.close()
+            raise ConfigError(
+                f"DATABASE_URL: cannot reach PostgreSQL within {CONNECT_TIMEOUT} s ({_first_line(exc)})"
+            ) from None
 
     def _create_schema(self) -> None:
         with self._pool.connection() as conn, conn.transaction():

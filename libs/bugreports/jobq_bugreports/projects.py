@@ -107,7 +107,7 @@ class Notification:
 
     name: str
     type: str
-    recipients: list[str]
+    recipients: list[str | dict[str, str]]  # addresses or URLs; a webhook's may be {url, secret}
 
 
 # Input types a project may let through unmasked in session replays (the replay plugin checks them again).
@@ -208,10 +208,11 @@ def parse_projects(raw: Any, source: str = "projects") -> dict[str, Project]:
             kind = _name(entry.get("type"), f"{w}.type")
             recipients = entry.get("recipients")
             if (not isinstance(recipients, list) or not recipients
-                    or not all(isinstance(r, str) and r for r in recipients)):
-                raise ConfigError(f"{w}.recipients must be a non-empty list of strings")
+                    or not all(_recipient(r) for r in recipients)):
+                raise ConfigError(f"{w}.recipients must be a non-empty list of strings or {{url, secret}} objects")
             notifications.append(Notification(
-                name=_name(entry.get("name", kind), f"{w}.name"), type=kind, recipients=list(recipients),
+                name=_name(entry.get("name", kind), f"{w}.name"), type=kind,
+                recipients=[r if isinstance(r, str) else dict(r) for r in recipients],
             ))
         _unique([i.name for i in integrations], f"{where} integrations")
         _unique([n.name for n in notifications], f"{where} notifications")
@@ -220,6 +221,17 @@ def parse_projects(raw: Any, source: str = "projects") -> dict[str, Project]:
                                   replay_privacy=privacy,
                                   rate_limit=_rate_limit(body.get("rateLimit"), f"{where} rateLimit"))
     return out
+
+
+def _recipient(value: object) -> bool:
+    """A recipient as notification.md describes it: a string, or (webhooks) ``{url, secret?}`` of strings.
+
+    The notification plugin checks the rest (schemes, secret format) when the API starts.
+    """
+    if isinstance(value, str):
+        return bool(value)
+    return (isinstance(value, dict) and isinstance(value.get("url"), str) and bool(value["url"])
+            and set(value) <= {"url", "secret"} and all(isinstance(v, str) for v in value.values()))
 
 
 def _replay_privacy(value: Any, where: str) -> dict[str, Any]:

@@ -79,6 +79,25 @@ def test_projects_file_errors_do_not_quote_the_file(tmp_path: Path) -> None:
     assert "cannot read" in str(exc.value)
 
 
+def test_webhook_recipients_with_secrets_as_notification_md_describes(tmp_path: Path) -> None:
+    """The projects file takes ``{url, secret}`` recipients, and the notification plugin's payload accepts them."""
+    from jobq_bugreports.intake import check_project_payloads
+    from jobq_plugin_notification import jobq_queues
+
+    path = tmp_path / "projects.toml"
+    path.write_text(
+        '[[p1.notifications]]\ntype = "webhook"\nrecipients = ["https://hooks.example.com/in", '
+        '{ url = "https://ci.example.com/hook", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwQ1m5ZlLc3Ek=" }]\n')
+    projects = load_projects(path)
+    assert projects["p1"].notifications[0].recipients[1] == {
+        "url": "https://ci.example.com/hook", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwQ1m5ZlLc3Ek="}
+    check_project_payloads(projects, jobq_queues())  # raises ConfigError naming the entry if refused
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"p1": {"notifications": [{"type": "webhook", "recipients": [{"uri": "x"}]}]}}))
+    with pytest.raises(ConfigError, match=r"recipients must be a non-empty list of strings or \{url, secret\}"):
+        load_projects(bad)
+
+
 def test_replay_privacy_from_the_projects_file(tmp_path: Path) -> None:
     (tmp_path / "p.toml").write_text(
         '[proj-1.replay]\nallowInputTypes = ["range", "checkbox"]\nmaskTextClasses = ["private"]\n'
