@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-args=(-e "core[test,s3]")
+args=(-e "core[test,s3,speed]")
 for d in libs/* plugins/*; do
   [ -f "$d/pyproject.toml" ] && args+=(-e "$d[test]")
 done

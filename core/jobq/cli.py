@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -147,29 +148,58 @@ def select_specs(host: PluginHost, queues: tuple[str, ...], concurrency: tuple[s
 @click.option("--metrics-port", type=int, default=lambda: os.environ.get(METRICS_PORT) or None,
               help="Serve Prometheus /metrics on this port (JOBQ_METRICS_PORT).")
 @click.option("--metrics-addr", default="0.0.0.0", show_default=True)
+@click.option("--processes", "-p", default=lambda: os.environ.get("JOBQ_PROCESSES") or "1", show_default="1",
+              metavar="N|auto", help="Worker processes under one supervisor (auto: one per CPU; JOBQ_PROCESSES).")
 @click.pass_obj
 def run(obj: Ctx, queues: tuple[str, ...], concurrency: tuple[str, ...], metrics_port: int | None,
-        metrics_addr: str) -> None:
-    """Run workers for every installed, enabled plugin's queues until SIGTERM/SIGINT."""
+        metrics_addr: str, processes: str) -> None:
+    """Run workers for every installed, enabled plugin's queues until SIGTERM/SIGINT.
+
+    With --processes N above 1, a supervisor runs N worker processes, restarts one that dies and
+    exits 0 once all drained after SIGTERM (3 when one did not drain cleanly).
+    """
+    from . import prefork
     from .worker import Worker
 
     host = obj.host
+    try:
+        n = prefork.parse_processes(processes)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--processes") from None
     try:
         specs = select_specs(host, queues, concurrency)
     except JobqError as exc:
         raise click.ClickException(f"refusing to start: {exc}{cli_support.broken_plugin_hint(host)}") from None
     if not specs:
         raise click.ClickException("no queues to serve: no enabled plugin declares one")
+    child = prefork.child_info()
+    if n > 1 and child is None:
+        metrics = (int(metrics_port), metrics_addr) if metrics_port else None
+        sup = prefork.Supervisor(n, obj.settings, metrics=metrics, queues=[s.name for s in specs])
+        click.echo(f"jobq supervisor {sup.id}: {n} processes, " + ", ".join(f"{s.name} x{s.concurrency}"
+                                                                          for s in specs), err=True)
+        if metrics:
+            click.echo(f"metrics on http://{metrics_addr}:{metrics_port}/metrics (all processes)", err=True)
+        sys.exit(sup.run())
     from . import tracing
 
     tracing.setup(configure_sdk=True)  # OTEL_* decide; off without jobq[otel]
-    worker = Worker(specs, obj.settings, hooks=host)
+    worker = Worker(specs, obj.settings, hooks=host,
+                    worker_id=os.environ.get("JOBQ_WORKER_ID") if child else None)
+    if child is not None:
+        worker.presence_extra["supervisor"] = child
+        metrics_port = None  # the supervisor serves every child's metrics
     if metrics_port:
         from . import metrics
 
         metrics.serve(int(metrics_port), obj.settings, worker, addr=metrics_addr)
         click.echo(f"metrics on http://{metrics_addr}:{metrics_port}/metrics", err=True)
     click.echo(f"jobq worker {worker.id}: " + ", ".join(f"{s.name} x{s.concurrency}" for s in specs), err=True)
+    # What start-up loaded (every plugin's modules) lives as long as the process: move it out of the
+    # collector's sight, so full collections while serving scan only what jobs allocate
+    # (~8 µs less CPU per no-op job with every shipped plugin loaded).
+    gc.collect()
+    gc.freeze()
     try:
         worker.run_forever()
     finally:
@@ -471,13 +501,17 @@ def failed_purge(obj: Ctx, queue: str, yes: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def health(obj: Ctx, as_json: bool) -> None:
-    """Exit 0 only when Redis answers and at least one worker is alive and fetching."""
+    """Exit 0 only when Redis answers, at least one worker is alive and fetching, and every prefork
+    supervisor has all its children alive."""
     report = QueueManager(obj.settings, strict=False).health_check()
 
     def human(r: dict[str, Any]) -> None:
         click.echo(f"redis: {'ok' if r['redis'] else 'DOWN ' + r.get('error', '')}")
         for w in r["workers"]:
             click.echo(f"worker {w['id']}: {'alive' if w['alive'] else 'NOT ALIVE'} (heartbeat {w['age']}s ago)")
+        for sup in r.get("supervisors", []):
+            click.echo(f"supervisor {sup['id']}: {sup['alive']} of {sup['processes']} processes alive"
+                       + ("" if sup["healthy"] else " (MISSING CHILDREN)"))
         click.echo("healthy" if r["healthy"] else "UNHEALTHY")
 
     _out(report, as_json, human)

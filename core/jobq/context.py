@@ -14,6 +14,7 @@ class JobContext:
     ``job.id``, ``job.queue``, ``job.name``, ``job.data`` (an instance of the queue's payload
     class, else the decoded JSON), ``job.attempt`` (1 for the first start), ``job.progress(...)``,
     ``job.settings`` (the worker's :class:`jobq.Settings`: its Redis URL, key prefix, storage),
+    ``job.redis`` (a Redis client shared by the worker, see :attr:`redis`),
     ``job.dependency_results`` (``{(queue, id): result}`` of the jobs it was added to wait for),
     ``job.cancelled``.
     """
@@ -25,6 +26,7 @@ class JobContext:
         "_opener",
         "_progress",
         "_raw",
+        "_redis",
         "attempt",
         "created_at",
         "dependency_results",
@@ -39,7 +41,8 @@ class JobContext:
                  token: str, raw: bytes | str | None = None, data: Any = None,
                  loader: Callable[[Any], Any] | None = None,
                  opener: Callable[[], IO[bytes]] | None = None,
-                 progress: Callable[[Any], None] | None = None, settings: Any = None) -> None:
+                 progress: Callable[[Any], None] | None = None, settings: Any = None,
+                 redis: Callable[[], Any] | None = None) -> None:
         self.id = id
         self.settings = settings
         self.queue = queue
@@ -52,6 +55,7 @@ class JobContext:
         self._loader = loader
         self._opener = opener
         self._progress = progress
+        self._redis = redis
         self._cancelled = False
         self.dependency_results: dict[tuple[str, str], Any] = {}
 
@@ -78,6 +82,19 @@ class JobContext:
                 raise InvalidPayload(f"stored payload is not valid JSON: {exc}") from None
             self._data = self._loader(value) if self._loader else value
         return self._data
+
+    @property
+    def redis(self) -> Any:
+        """A Redis client on the worker's Redis (``REDIS_URL``), shared by every job of the worker.
+
+        In an ``async`` handler it is a ``redis.asyncio.Redis`` that sends the commands of
+        concurrent handlers together, one pipeline per event-loop turn (``await job.redis.incr(k)``);
+        in ``thread`` and ``process`` handlers a ``redis.Redis`` with a connection pool. Keep your
+        keys out of the ``JOBQ_PREFIX`` namespace; never close the client.
+        """
+        if self._redis is None:
+            raise RuntimeError("job.redis is available in handlers run by a jobq worker")
+        return self._redis()
 
     def open_payload(self) -> IO[bytes]:
         """The raw JSON payload as a binary stream, for handlers that parse it incrementally."""

@@ -42,11 +42,12 @@ def jobq_cli_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def jobq_worker_started(worker_id: str, queues: list[str]) -> None:
-    """A worker process started serving ``queues``.
+def jobq_worker_started(worker_id: str, queues: list[str], specs: list[QueueSpec]) -> None:
+    """A worker process started serving ``queues``; no job has started yet.
 
     :param worker_id: the worker's id, as registered in Redis.
     :param queues: the queue names it serves.
+    :param specs: the :class:`jobq.QueueSpec` of each of those queues (``versionadded:: 0.2``).
 
     .. versionadded:: 0.1
     """

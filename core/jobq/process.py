@@ -16,7 +16,7 @@ from .context import JobContext
 from .errors import Retry, is_retryable, reason_code
 from .serialization import structure_payload
 
-_clients: dict[str, Any] = {}
+_clients: dict[Any, Any] = {}
 
 
 def child_init() -> None:
@@ -25,13 +25,21 @@ def child_init() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _scripts(settings: Any) -> Any:
+def _client(settings: Any) -> Any:
     from .queue import make_client
-    from .scripts import Scripts
 
     if settings.redis_url not in _clients:
-        _clients[settings.redis_url] = Scripts(make_client(settings))
+        _clients[settings.redis_url] = make_client(settings)
     return _clients[settings.redis_url]
+
+
+def _scripts(settings: Any) -> Any:
+    from .scripts import Scripts
+
+    key = ("scripts", settings.redis_url)
+    if key not in _clients:
+        _clients[key] = Scripts(_client(settings))
+    return _clients[key]
 
 
 def child_run(handler: Any, state: dict[str, Any]) -> tuple[str, Any]:
@@ -65,7 +73,7 @@ def child_run(handler: Any, state: dict[str, Any]) -> tuple[str, Any]:
     ctx = JobContext(id=state["id"], queue=state["queue"], name=state["name"], attempt=state["attempt"],
                      created_at=state["created_at"], token=state["token"], raw=state["raw"],
                      loader=load if (payload is not None or secrets) else None, opener=opener,
-                     progress=progress, settings=settings)
+                     progress=progress, settings=settings, redis=lambda: _client(settings))
     ctx.dependency_results = state.get("dependency_results") or {}
     try:
         if payload is not None and not state["lazy"]:

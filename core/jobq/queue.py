@@ -517,7 +517,11 @@ class _Ops(ScheduleOps, ResultOps):
             return {"healthy": False, "redis": False, "error": f"{type(exc).__name__}: {exc}", "workers": []}
         workers = yield from _Ops.list_workers(self)
         alive = [w for w in workers if w["alive"]]
-        return {"healthy": bool(alive), "redis": True, "workers": workers, "alive_workers": len(alive)}
+        from .prefork import children_summary
+
+        supervisors = children_summary(workers)  # `jobq run --processes N`: every child must be alive
+        return {"healthy": bool(alive) and all(s["healthy"] for s in supervisors), "redis": True,
+                "workers": workers, "alive_workers": len(alive), "supervisors": supervisors}
 
     # -- control -----------------------------------------------------------------------------
     def pause_queue(self, queue: str) -> Op[None]:

@@ -69,6 +69,9 @@ class QueueSpec:
     :param lazy_payload: skip structuring before the handler; the handler reads the raw
         payload as a stream with ``job.open_payload()`` (large replays).
     :param max_payload_bytes: refuse larger payloads at enqueue (default: ``JOBQ_MAX_PAYLOAD_BYTES``).
+    :param reason_codes: the reason codes the handler's errors carry; the failure counters of
+        ``jobq_jobs_failed_total``/``jobq_jobs_retried_total`` are exported at 0 for each from
+        start (with the engine's own codes), so ``rate()`` sees a burst's first failures.
     :param rate_limit: ``(max_jobs, per_seconds)``: at most that many starts in any rolling window,
         across all workers (``WORKER_<PLUGIN>_RATE_LIMIT=max/seconds`` overrides it).
     :param group_concurrency: at most this many active jobs per group (``add_job(..., group=)``)
@@ -99,4 +102,5 @@ class QueueSpec:
     group_rate_limit: tuple[int, float] | None = attrs.field(default=None, validator=_check_rate)
     limit_key: Callable[[Any], str | None] | None = None
     description: str = ""
+    reason_codes: tuple[str, ...] = ()
     schedules: tuple[Schedule, ...] = attrs.field(default=(), converter=tuple, validator=_check_schedules)

@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 STACK_LIMIT = 16_000
 MAX_FETCHES = 2  # fetch calls in flight per queue: the worker and Redis work at the same time
 MESSAGE_LIMIT = 2_000
+_CLIENT_LOCK = threading.Lock()
 
 
 class _Active:
@@ -126,6 +128,7 @@ class QueueRunner:
             for _ in range(self.concurrency):  # spawn and import now, not when the first jobs arrive
                 self.procs.schedule(_warm_up, args=(spec.handler,))
         self._fetch_keys = self.keys.fetch_keys()
+        self._redis = worker.handler_redis if self.execution == "async" else worker.handler_redis_sync
 
     # -- the pump ------------------------------------------------------------------------
     async def pump(self) -> None:
@@ -287,7 +290,7 @@ class QueueRunner:
             opener = lambda: storage.open(key)  # noqa: E731
         ctx = JobContext(id=job_id, queue=spec.name, name=name.decode(), attempt=attempt,
                          created_at=int(created) / 1000, token=token, raw=raw or None, loader=loader,
-                         opener=opener, progress=None, settings=self.w.settings)
+                         opener=opener, progress=None, settings=self.w.settings, redis=self._redis)
         active = _Active(job_id, token, attempt, ctx, secret_values(secrets) if secrets else [])
         ctx._progress = lambda value, a=active: self._progress(a, value)
         opts = json.loads(opts_raw) if opts_raw else None
@@ -327,7 +330,8 @@ class QueueRunner:
                     result = await self._in_thread(a, timeout)
                 else:
                     result = await self._in_process(a, ref, secrets, timeout)
-                result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
+                result_json = "null" if result is None else json.dumps(result, separators=(",", ":"),
+                                                                       allow_nan=False)
                 if a.pending:  # the last progress write lands before the completion
                     await asyncio.gather(*a.pending, return_exceptions=True)
             except asyncio.CancelledError:
@@ -646,6 +650,9 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.runners: list[QueueRunner] = []
         self._storage: Any = None
+        self._handler_redis: Any = None
+        self._handler_redis_sync: Any = None
+        self.presence_extra: dict[str, Any] = {}  # more fields for the presence record (prefork's slot)
         self._dep_tasks: set[asyncio.Task[None]] = set()
         self.ready = False
         self.scheduler: Scheduler | None = None
@@ -657,6 +664,22 @@ class Worker:
 
             self._storage = Storage.from_settings(self.settings)
         return self._storage
+
+    def handler_redis(self) -> Any:
+        """``job.redis`` of async handlers: one auto-pipelining client per worker, made on first use."""
+        if self._handler_redis is None:
+            from .autopipeline import handler_client
+
+            self._handler_redis = handler_client(self.settings)
+        return self._handler_redis
+
+    def handler_redis_sync(self) -> Any:
+        """``job.redis`` of thread handlers: one pooled client per worker, made on first use."""
+        if self._handler_redis_sync is None:
+            with _CLIENT_LOCK:  # handler threads may ask at once
+                if self._handler_redis_sync is None:
+                    self._handler_redis_sync = make_client(self.settings)
+        return self._handler_redis_sync
 
     async def call_with_retry(self, script: Any, keys: list[str], args: list[Any], attempts: int = 8) -> Any:
         delay = 0.05
@@ -707,7 +730,8 @@ class Worker:
             background.append(asyncio.create_task(self.scheduler.run(), name="jobq-scheduler"))
             self.ready = True
             if self.hooks is not None:
-                self.hooks.worker_started(worker_id=self.id, queues=[x.name for x in self.specs])
+                self.hooks.worker_started(worker_id=self.id, queues=[x.name for x in self.specs],
+                                          specs=list(self.specs))
             log.info("worker %s serving %s", self.id, ", ".join(x.name for x in self.specs))
             stop_wait = asyncio.create_task(self._stop_event.wait())
             background.append(stop_wait)
@@ -731,6 +755,12 @@ class Worker:
                 r.close()
             await self.client.aclose()
             await self.blocking.aclose()
+            if self._handler_redis is not None:
+                await self._handler_redis.aclose()
+                self._handler_redis = None
+            if self._handler_redis_sync is not None:
+                self._handler_redis_sync.close()
+                self._handler_redis_sync = None
 
     async def _drain(self, pumps: list[asyncio.Task[Any]]) -> None:
         self.stopping = True
@@ -782,7 +812,7 @@ class Worker:
         now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
         info = {
             "id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "started": self.started_at,
-            "queues": [r.health() for r in self.runners], "healthy": self._healthy(),
+            "queues": [r.health() for r in self.runners], "healthy": self._healthy(), **self.presence_extra,
         }
         pipe = self.client.pipeline(transaction=False)
         pipe.sadd(queues_key(s.prefix), *[x.name for x in self.specs])
@@ -863,7 +893,8 @@ class Worker:
                 "queues": [r.health() for r in self.runners]}
 
     def run_forever(self) -> None:
-        """Run in this thread with SIGTERM/SIGINT starting a graceful shutdown."""
+        """Run in this thread with SIGTERM/SIGINT starting a graceful shutdown, on uvloop when it is
+        installed (``pip install jobq[speed]``; ``JOBQ_UVLOOP=0`` turns it off)."""
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
@@ -872,4 +903,16 @@ class Worker:
                 loop.add_signal_handler(sig, self.stop)
             await self.run()
 
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(main())
+
+
+def loop_factory() -> Any:
+    """uvloop's loop factory when uvloop is installed and not turned off, else ``None`` (asyncio's)."""
+    if os.environ.get("JOBQ_UVLOOP", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -135,7 +135,7 @@ def test_metrics_endpoint(jobq_harness, tmp_path):
         assert samples[("jobq_queue_jobs", (("queue", "clitest"), ("state", "completed")))] == 3
         assert samples[("jobq_job_duration_seconds_count", (("queue", "clitest"),))] >= 3
         assert samples[("jobq_workers_alive", ())] >= 1
-        assert samples[("jobq_jobs_stalled_total", (("queue", "clitest"),))] == 0
+        assert samples[("jobq_queue_stalls", (("queue", "clitest"),))] == 0
         assert samples[("jobq_queue_rate_limited", (("queue", "clitest"),))] == 0
         assert samples[("jobq_queue_groups", (("queue", "clitest"), ("state", "paused")))] == 0
         assert not any("group" in dict(labels) for _, labels in samples)  # no per-group label

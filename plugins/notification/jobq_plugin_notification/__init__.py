@@ -7,6 +7,9 @@ from .hostlimit import job_limit_key
 from .payload import NotificationJob
 
 QUEUE = "notifications"
+REASON_CODES = ("ERR_AUTH", "ERR_CONFIG", "ERR_DELIVERY_FAILED", "ERR_DELIVERY_REJECTED", "ERR_DELIVERY_TIMEOUT",
+                "ERR_INVALID_RECIPIENT", "ERR_MISSING_SECRET", "ERR_PROJECT_MISMATCH", "ERR_RATE_LIMITED",
+                "ERR_REPORT_NOT_FOUND", "ERR_TLS")
 
 
 @hookimpl
@@ -22,5 +25,6 @@ def jobq_queues() -> list[QueueSpec]:
             secret_fields=("recipients",),
             limit_key=job_limit_key,
             description="Email, Slack and webhook notifications of bug-report events",
+            reason_codes=REASON_CODES,
         )
     ]

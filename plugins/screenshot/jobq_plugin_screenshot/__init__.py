@@ -13,4 +13,7 @@ def jobq_queues() -> list[QueueSpec]:
     # time; in a child process it cannot starve the worker's heartbeats, and a timeout kills it.
     return [QueueSpec(name="screenshots", handler=process_screenshot, payload=ScreenshotJob,
                       concurrency=5, retries=3, timeout=120, execution="process",
-                      description="Browser screenshots: optimized image (max 2048 px) and 320x240 thumbnail")]
+                      description="Browser screenshots: optimized image (max 2048 px) and 320x240 thumbnail",
+                      reason_codes=("ERR_DECOMPRESSION_BOMB", "ERR_IMAGE_DIMENSIONS", "ERR_INVALID_DATA_URL",
+                                    "ERR_INVALID_IMAGE", "ERR_MIME_MISMATCH", "ERR_PAYLOAD_TOO_LARGE",
+                                    "ERR_STORAGE", "ERR_UNSAFE_ID", "ERR_UNSUPPORTED_MIME"))]
