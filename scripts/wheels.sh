@@ -20,7 +20,7 @@ if [ "${JOBQ_WHEELS_NO_DEPS:-}" != 1 ]; then
   # The third-party dependencies (every extra a deployment may choose), then the build backend, so a
   # plugin that depends on jobq>=0.1 can be built from $out too.
   extras=("$out"/jobq-*.whl "$out"/jobq_bugreports-*.whl)
-  "$PY" -m pip wheel -q --find-links "$out" -w "$out" "${extras[0]}[s3]" "${extras[1]}[api,postgres]" \
+  "$PY" -m pip wheel -q --find-links "$out" -w "$out" "${extras[0]}[s3,speed]" "${extras[1]}[api,postgres]" \
     "$out"/jobq_plugin_*.whl "hatchling>=1.18"
 fi
 echo "wheels.sh: $(ls "$out"/*.whl | wc -l) wheels in $out"

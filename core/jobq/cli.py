@@ -20,7 +20,7 @@ from .errors import JobqError
 from .plugins import PluginHost
 from .queue import QueueManager
 from .redaction import redact_logs
-from .spec import QueueSpec
+from .spec import QUEUE_NAME, QueueSpec
 
 
 def _env_flag(name: str, default: bool = True) -> bool:
@@ -310,8 +310,9 @@ def job(obj: Ctx, queue: str, job_id: str, as_json: bool, wait: bool, timeout: f
 def stats(obj: Ctx, as_json: bool, top: int | None, history: bool, minutes: int, queues: tuple[str, ...]) -> None:
     """Jobs per queue and state, rate-limited queues, live workers, plugin failures."""
     m = obj.manager
-    for q in queues:
-        cli_support.require_queue(m, obj.host, q)
+    for q in queues:  # a malformed name is left to --history's own check
+        if QUEUE_NAME.fullmatch(q):
+            cli_support.require_queue(m, obj.host, q)
     if history:
         _history(m, as_json, minutes, list(queues) or m.list_queues())
         return

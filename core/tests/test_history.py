@@ -90,9 +90,9 @@ def test_cli_stats_history_json(jobq_harness, jobq_settings, monkeypatch):
     assert len(data["histq"]["minutes"]) == 5
     res = CliRunner().invoke(cli, ["stats", "--history"], obj=Ctx(host), catch_exceptions=False)
     assert "histq: last 60 min: completed 1, failed 0" in res.output
-    res = CliRunner().invoke(cli, ["stats", "--history", "-q", "nothere", "--json"], obj=Ctx(host),
-                             catch_exceptions=False)
-    assert list(json.loads(res.output)) == ["nothere"]
+    res = CliRunner().invoke(cli, ["stats", "--history", "-q", "histqq", "--json"], obj=Ctx(host),
+                             catch_exceptions=False)  # a queue nobody declares is refused (issue 16.3)
+    assert res.exit_code == 1 and "did you mean 'histq'?" in res.output
     res = CliRunner().invoke(cli, ["stats", "--history", "-q", "a b"], obj=Ctx(host))
     assert res.exit_code == 2 and "is not a queue name" in res.output
 
