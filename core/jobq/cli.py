@@ -92,12 +92,10 @@ def _env_rate(name: str) -> tuple[int, float] | None:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return None
-    mx, _, per = raw.partition("/")
-    try:
-        value = (int(mx), float(per))
-    except ValueError:
-        value = (0, 0.0)
-    if value[0] < 1 or not 0.001 <= value[1] <= 604800:
+    from .limits import parse_rate
+
+    value = parse_rate(raw)
+    if value is None:
         raise click.ClickException(f"{name}={raw!r} must be max/seconds, e.g. 100/60 (at most 100 starts a minute)")
     return value
 

@@ -14,6 +14,17 @@ from typing import Any
 
 import attrs
 
+
+def parse_rate(raw: str, max_seconds: float = 604800) -> tuple[int, float] | None:
+    """``"100/60"`` -> ``(100, 60.0)``: at most 100 in any 60 s; ``None`` when it is not that shape."""
+    mx, _, per = raw.strip().partition("/")
+    try:
+        value = (int(mx), float(per))
+    except ValueError:
+        return None
+    return value if value[0] >= 1 and 0.001 <= value[1] <= max_seconds else None
+
+
 # KEYS[1] the log; ARGV: 1 max, 2 window ms, 3 a unique member
 _ADMIT = """
 local t = redis.call('TIME')

@@ -289,3 +289,25 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def jobq_spans() -> Iterator[Any]:
+    """jobq's tracing on, into an in-memory exporter (``jobq_spans.get_finished_spans()``); needs
+    ``jobq[otel]``. Tracing is off again afterwards."""
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError:
+        pytest.skip("opentelemetry-sdk is not installed (pip install 'jobq[otel]')")
+    from . import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.enable(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.disable()

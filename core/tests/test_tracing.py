@@ -18,9 +18,6 @@ from jobq.queue import QueueManager
 from jobq.testing import wait_until
 
 pytest.importorskip("opentelemetry.sdk")
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,13 +50,8 @@ def server():
 
 
 @pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.enable(provider)
-    yield exporter
-    tracing.disable()
+def spans(jobq_spans):
+    return jobq_spans
 
 
 def test_producer_worker_and_http_call_share_one_trace(jobq_harness, spans, server):

@@ -233,10 +233,8 @@ local function group_left(base, jk, g, gconc)
   if ring_offer(base, g) then wake(base .. 'marker', 1) end
 end
 
--- Delete finished jobs older than the retention cut, a bounded batch per call.
-local function trim(zset, jobprefix, gc, cut, limit)
-  if cut < 0 then return end
-  local old = redis.call('ZRANGEBYSCORE', zset, '-inf', cut, 'LIMIT', 0, limit)
+-- Delete finished jobs (their hashes, and claim-checked payloads via the gc list) and their entries.
+local function drop_finished(zset, jobprefix, gc, old)
   for _, id in ipairs(old) do
     local jk = jobprefix .. id
     local ref = redis.call('HGET', jk, 'ref')
@@ -246,19 +244,18 @@ local function trim(zset, jobprefix, gc, cut, limit)
   if #old > 0 then redis.call('ZREM', zset, unpack(old)) end
 end
 
+-- Delete finished jobs older than the retention cut, a bounded batch per call.
+local function trim(zset, jobprefix, gc, cut, limit)
+  if cut < 0 then return end
+  drop_finished(zset, jobprefix, gc, redis.call('ZRANGEBYSCORE', zset, '-inf', cut, 'LIMIT', 0, limit))
+end
+
 -- Delete the oldest finished jobs beyond the count kept, a bounded batch per call.
 local function trim_count(zset, jobprefix, gc, keep, limit)
   if keep < 0 then return end
   local over = redis.call('ZCARD', zset) - keep
   if over <= 0 then return end
-  local old = redis.call('ZRANGE', zset, 0, math.min(over, limit) - 1)
-  for _, id in ipairs(old) do
-    local jk = jobprefix .. id
-    local ref = redis.call('HGET', jk, 'ref')
-    if ref then redis.call('RPUSH', gc, ref) end
-    redis.call('DEL', jk)
-  end
-  if #old > 0 then redis.call('ZREM', zset, unpack(old)) end
+  drop_finished(zset, jobprefix, gc, redis.call('ZRANGE', zset, 0, math.min(over, limit) - 1))
 end
 
 -- Lease a ready job to a worker under token tok. Returns its 9 claim fields (id, token, attempt, data,

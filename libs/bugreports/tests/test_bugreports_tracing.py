@@ -6,16 +6,13 @@ import base64
 from pathlib import Path
 
 import pytest
-from jobq import QueueManager, tracing
+from jobq import QueueManager
 from jobq_bugreports.api import create_app
 from jobq_bugreports.intake import fallback_specs
 from jobq_bugreports.projects import ApiKeys
 from jobq_bugreports.store import ReportStore
 
 pytest.importorskip("opentelemetry.sdk")
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 CORPORA = next((p for p in (Path(__file__).resolve().parents[3].parent / "shared" / "corpora",
@@ -26,13 +23,8 @@ PARENT = "00f067aa0ba902b7"
 
 
 @pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.enable(provider)
-    yield exporter
-    tracing.disable()
+def spans(jobq_spans):
+    return jobq_spans
 
 
 def test_post_continues_the_callers_trace(served, jobq_settings, tmp_path, spans) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import redis
 from jobq import Settings
-from jobq.limits import Admission, admit_async
+from jobq.limits import Admission, admit_async, parse_rate
 from jobq.queue import make_client
 
 from .config import ConfigInvalid
@@ -39,12 +39,8 @@ def host_rate(env: Any = None) -> tuple[int, float] | None:
         return DEFAULT_HOST_RATE
     if raw in ("0", "off"):
         return None
-    mx, _, per = raw.partition("/")
-    try:
-        value = (int(mx), float(per))
-    except ValueError:
-        value = (0, 0.0)
-    if value[0] < 1 or not 0.001 <= value[1] <= 86400:
+    value = parse_rate(raw, max_seconds=86400)
+    if value is None:
         raise ConfigInvalid(f"{HOST_RATE}={raw!r} must be max/seconds, e.g. 10/1 (or off)")
     return value
 
