@@ -374,3 +374,22 @@ def test_reads_show_public_urls_only() -> None:
         "chunks": [None, "https://cdn.example/c1.json.gz"], "storagePath": None, "note": "see: the manual",
         "route": "/checkout", "nested": {"manifestUrl": None, "count": 3},
     }
+
+
+def test_429_reaches_a_client_still_sending(served, jobq_settings, sqlite_store_factory, tmp_path) -> None:
+    from jobq_bugreports.projects import load_projects
+
+    projects = tmp_path / "projects.json"
+    projects.write_text(json.dumps({"proj-1": {"rateLimit": {"requests": 1, "perSeconds": 600}}}))
+    app = create_app(settings=jobq_settings, store=sqlite_store_factory(), projects=load_projects(projects),
+                     specs=fallback_specs(), api_keys=ApiKeys({"proj-1": INGEST}),
+                     read_keys=ApiKeys({"proj-1": READ}))
+    body = report_body()
+    head = POST_HEAD.format(path="/api/v1/reports", key=INGEST, length=len(body)).encode()
+    one_shot = head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    with served(app) as client:
+        assert client.post("/api/v1/reports", json={"title": "the one allowed"},
+                           headers={"X-API-Key": INGEST}).status_code == 201
+        answers = [send_all_then_read(client, h, body) for h in [head, one_shot] * 3]
+    assert [status_of(a) for a in answers] == [429] * 6
+    assert b"retry-after:" in answers[0].lower()
