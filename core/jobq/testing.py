@@ -311,3 +311,28 @@ def jobq_spans() -> Iterator[Any]:
         yield exporter
     finally:
         tracing.disable()
+
+
+def cli_invoker(settings: Settings, monkeypatch: pytest.MonkeyPatch, *specs: QueueSpec) -> Any:
+    """``invoke("stats", "--json", input=None)``: the ``jobq`` CLI in-process (click's runner) on
+    ``settings``' Redis and prefix, with a plugin host that declares exactly ``specs``."""
+    from click.testing import CliRunner
+
+    from .cli import Ctx, cli
+    from .hookspecs import hookimpl
+    from .plugins import PluginHost
+
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("JOBQ_PREFIX", settings.prefix)
+    class Queues:
+        @hookimpl
+        def jobq_queues(self) -> list[QueueSpec]:
+            return list(specs)
+
+    host = PluginHost(group="jobq.none").load(extra=[Queues()])
+
+    def invoke(*args: str, input: str | None = None) -> Any:
+        return CliRunner().invoke(cli, list(args), obj=Ctx(host), input=input, catch_exceptions=False)
+
+    return invoke
+

@@ -122,28 +122,14 @@ def test_active_process_handler_is_killed(jobq_harness, tmp_path, monkeypatch):
     assert m.get_job("forever", "p1").state == "cancelled"
 
 
-def test_cli_cancel(jobq_harness):
-    from click.testing import CliRunner
-    from jobq.cli import Ctx, cli
-    from jobq.plugins import PluginHost
+def test_cli_cancel(jobq_harness, monkeypatch):
+    from jobq.testing import cli_invoker
 
     m = jobq_harness.manager
     spec = QueueSpec(name="cc", handler=lambda job: None)
     m.specs["cc"] = spec
-
-    class Plugin:
-        from jobq import hookimpl
-
-        @hookimpl
-        def jobq_queues(self):
-            return [spec]
-
     m.add_job("cc", "x1", {}, delay=60)
-    env = {"REDIS_URL": jobq_harness.settings.redis_url, "JOBQ_PREFIX": jobq_harness.settings.prefix}
-
-    def invoke(*args):
-        host = PluginHost(group="jobq.none").load(extra=[Plugin()])
-        return CliRunner().invoke(cli, list(args), obj=Ctx(host), env=env)
+    invoke = cli_invoker(jobq_harness.settings, monkeypatch, spec)
 
     r = invoke("cancel", "cc", "x1", "--reason", "typo")
     assert r.exit_code == 0, r.output

@@ -7,11 +7,9 @@ import subprocess
 import click
 import httpx
 import pytest
-from click.testing import CliRunner
 from jobq import JobFailed, QueueSpec, hookimpl
-from jobq.cli import Ctx, cli
 from jobq.plugins import PluginHost
-from jobq.testing import wait_until
+from jobq.testing import cli_invoker, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -24,23 +22,10 @@ def work(job):
 SPEC = QueueSpec(name="clitest", handler=work, concurrency=2, retries=0)
 
 
-class CliPlugin:
-    @hookimpl
-    def jobq_queues(self):
-        return [SPEC]
-
 
 @pytest.fixture
 def cli_env(jobq_settings, monkeypatch):
-    monkeypatch.setenv("REDIS_URL", jobq_settings.redis_url)
-    monkeypatch.setenv("JOBQ_PREFIX", jobq_settings.prefix)
-    host = PluginHost(group="jobq.none").load(extra=[CliPlugin()])
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(cli, list(args), obj=Ctx(host), catch_exceptions=False)
-
-    return invoke
+    return cli_invoker(jobq_settings, monkeypatch, SPEC)
 
 
 def test_enqueue_job_stats_pause_resume(cli_env, jobq_harness):

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from jobq import QueueSpec, hookimpl
 from jobq.cli import Ctx, cli
 from jobq.plugins import PluginHost
+from jobq.testing import cli_invoker
 
 JOBQ = str(Path(sys.executable).with_name("jobq"))
 
@@ -23,22 +24,10 @@ def work(job):
 SPEC = QueueSpec(name="screenshots-cli", handler=work, concurrency=1, retries=0)
 
 
-class Plugin:
-    @hookimpl
-    def jobq_queues(self):
-        return [SPEC]
-
 
 @pytest.fixture
 def invoke(jobq_settings, monkeypatch):
-    monkeypatch.setenv("REDIS_URL", jobq_settings.redis_url)
-    monkeypatch.setenv("JOBQ_PREFIX", jobq_settings.prefix)
-    host = PluginHost(group="jobq.none").load(extra=[Plugin()])
-
-    def run(*args, input=None):
-        return CliRunner().invoke(cli, list(args), obj=Ctx(host), input=input, catch_exceptions=False)
-
-    return run
+    return cli_invoker(jobq_settings, monkeypatch, SPEC)
 
 
 @pytest.mark.parametrize("args", [

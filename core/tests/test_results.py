@@ -6,7 +6,6 @@ import time
 
 import attrs
 import pytest
-from click.testing import CliRunner
 from jobq import (
     AsyncQueueManager,
     ConfigError,
@@ -17,11 +16,8 @@ from jobq import (
     QueueSpec,
     UnrecoverableError,
     WaitTimeout,
-    hookimpl,
 )
-from jobq.cli import Ctx, cli
-from jobq.plugins import PluginHost
-from jobq.testing import make_test_settings
+from jobq.testing import cli_invoker, make_test_settings
 
 release = threading.Event()
 
@@ -121,19 +117,7 @@ def test_wait_refuses_names_that_are_not_a_full_match(jobq_settings, queue, job_
 
 
 def test_cli_job_wait(jobq_settings, jobq_harness, monkeypatch):
-    monkeypatch.setenv("REDIS_URL", jobq_settings.redis_url)
-    monkeypatch.setenv("JOBQ_PREFIX", jobq_settings.prefix)
-
-    class Plugin:
-        @hookimpl
-        def jobq_queues(self):
-            return [SPEC]
-
-    host = PluginHost(group="jobq.none").load(extra=[Plugin()])
-    runner = CliRunner()
-
-    def run(*args):
-        return runner.invoke(cli, list(args), obj=Ctx(host), catch_exceptions=False)
+    run = cli_invoker(jobq_settings, monkeypatch, SPEC)
 
     jobq_harness.start(SPEC)
     jobq_harness.manager.add_jobs("waits", [("c-ok", {"n": 3, "sleep": 0.2}), ("c-bad", {"fail": True})])

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import attrs
 import pytest
 import redis
-from click.testing import CliRunner
 from jobq import (
     AsyncQueueManager,
     InvalidOptions,
@@ -21,13 +20,10 @@ from jobq import (
     Schedule,
     ScheduleNotFound,
     UnknownQueue,
-    hookimpl,
 )
-from jobq.cli import Ctx, cli
 from jobq.keys import QueueKeys
-from jobq.plugins import PluginHost
 from jobq.schedules import MAX_CATCH_UP
-from jobq.testing import delete_prefix, make_test_settings, wait_until
+from jobq.testing import cli_invoker, delete_prefix, make_test_settings, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -347,19 +343,7 @@ def test_catch_up_after_workers_were_down(jobq_settings, jobq_harness, catch_up,
 
 
 def test_cli_schedules(jobq_settings, monkeypatch):
-    monkeypatch.setenv("REDIS_URL", jobq_settings.redis_url)
-    monkeypatch.setenv("JOBQ_PREFIX", jobq_settings.prefix)
-
-    class Plugin:
-        @hookimpl
-        def jobq_queues(self):
-            return [SPEC]
-
-    host = PluginHost(group="jobq.none").load(extra=[Plugin()])
-    runner = CliRunner()
-
-    def run(*args):
-        return runner.invoke(cli, list(args), obj=Ctx(host), catch_exceptions=False)
+    run = cli_invoker(jobq_settings, monkeypatch, SPEC)
 
     r = run("schedules", "add", "sched", "nightly", "--cron", "0 3 * * *", "--timezone", "Europe/Paris",
             "--data", '{"k": 1}', "--catch-up", "all")
