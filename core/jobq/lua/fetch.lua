@@ -11,6 +11,7 @@ local now = now_ms()
 local jp, lease, want, tbase, maxlen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local nack = tonumber(ARGV[9])
 local base = base_of(jp, 'job:')
+local qname = string.match(base, '{(.-)}:$')
 
 local lost = {}
 local done, nres, durs = 0, 0, {}
@@ -19,7 +20,7 @@ for i = 1, nack do
   local b = 9 + (i - 1) * 4
   local id, tok = ARGV[b + 1], ARGV[b + 2]
   local jk = KEYS[11 + i]
-  local h = redis.call('HMGET', jk, 'token', 'grp')
+  local h = redis.call('HMGET', jk, 'token', 'grp', 'dn')
   if h[1] == tok then
     redis.call('ZREM', KEYS[4], id)
     if h[2] then
@@ -28,10 +29,9 @@ for i = 1, nack do
     end
     redis.call('ZADD', KEYS[5], now, id)
     redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', ARGV[b + 3])
-    redis.call('HDEL', jk, 'token', 'secrets', 'code', 'error', 'stack')
+    redis.call('HDEL', jk, 'token', 'secrets', 'code', 'error', 'stack', 'dn')
     emit(KEYS[8], maxlen, 'completed', id)
-    local base, name = job_names(jk, id)
-    nres = nres + dependents_out(jk, base .. 'resolve', name, 'completed', ARGV[b + 3])
+    nres = nres + dependents_push(h[3], base .. 'resolve', qname .. '|' .. id, 'completed', ARGV[b + 3])
     done = done + 1
     durs[done] = tonumber(ARGV[b + 4]) or 0
   else

@@ -314,16 +314,21 @@ end
 -- A job reached a terminal state: hand each job that depends on it to the queue's resolve outbox,
 -- where a worker (or the manager that cancelled it) resolves it in the dependent's own slot.
 -- Returns how many entries it queued.
-local function dependents_out(jk, outbox, dep, state, result)
-  local dn = redis.call('HGET', jk, 'dn')
+local function dependents_push(dn, outbox, dep, state, result)
   if not dn then return 0 end
-  redis.call('HDEL', jk, 'dn')
   local n = 0
   for target in string.gmatch(dn, '[^\n]+') do
     redis.call('RPUSH', outbox, cjson.encode({t = target, d = dep, s = state, r = result or ''}))
     n = n + 1
   end
   return n
+end
+
+local function dependents_out(jk, outbox, dep, state, result)
+  local dn = redis.call('HGET', jk, 'dn')
+  if not dn then return 0 end
+  redis.call('HDEL', jk, 'dn')
+  return dependents_push(dn, outbox, dep, state, result)
 end
 
 -- Remove a job from the ready structures (cancel of a waiting job); g: its group, if any.
