@@ -22,6 +22,7 @@ from .errors import (
 )
 from .jobs import Failure, Job, JobOptions
 from .queue import AsyncQueueManager, QueueManager
+from .rawjson import RawJSON
 from .results import JobNotCompleted, WaitTimeout
 from .schedules import Schedule, ScheduleInfo, ScheduleNotFound
 from .spec import QueueSpec
@@ -58,6 +59,7 @@ __all__ = [
     "QueueFull",
     "QueueSpec",
     "RateLimited",
+    "RawJSON",
     "QueueUnavailable",
     "Retry",
     "Schedule",

@@ -33,6 +33,7 @@ from .errors import (
 )
 from .jobs import REDACTED, STATES, Job, JobOptions, job_to_dict
 from .keys import JOB_ID, QueueKeys, queues_key, worker_key, workers_key
+from .rawjson import RawJSON
 from .results import ResultOps
 from .schedules import ScheduleOps
 from .scripts import Scripts
@@ -138,11 +139,32 @@ def _sentinel_master(url: str, asyncio: bool, options: dict[str, Any]) -> Any:
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
-def _dumps(value: Any, what: str) -> str:
+def _dumps(value: Any, what: str) -> str | bytes:
+    """Compact JSON of ``value``; bytes when it holds :class:`~jobq.rawjson.RawJSON`."""
     try:
         return _encode(value)
+    except TypeError:
+        pass  # RawJSON, or not serialisable: the slower path below tells which
+    except ValueError as exc:
+        raise InvalidPayload(f"{what} is not JSON-serialisable: {exc}") from None
+    raws: list[bytes] = []
+    mark = f"\x00jobq-raw-{os.urandom(8).hex()}\x00"
+
+    def splice(obj: Any) -> str:
+        if isinstance(obj, RawJSON):
+            raws.append(obj.data)
+            return mark
+        raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+    try:
+        text = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=splice).encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidPayload(f"{what} is not JSON-serialisable: {exc}") from None
+    parts = text.encode().split(json.dumps(mark).encode())  # the mark as the encoder wrote it, quoted
+    pieces = [parts[0]]
+    for raw, part in zip(raws, parts[1:], strict=True):
+        pieces += (raw, part)
+    return b"".join(pieces)  # one copy of the raw bytes, the only one
 
 
 def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -281,7 +303,7 @@ class _Ops(ScheduleOps, ResultOps):
         if blobs:
             def upload() -> None:
                 for key, value in blobs:
-                    self.storage.put(key, value.encode())
+                    self.storage.put(key, value if isinstance(value, bytes) else value.encode())
 
             yield _Blocking(upload)
 

@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .body import DrainBody, decode, read_body
+from .body import GIVE_BACK_ABOVE, DrainBody, decode, give_back_memory, read_body
 from .erasure import ErasureIncomplete
 from .intake import (
     BodyTooLarge,
@@ -131,7 +131,12 @@ class IntakeApp:
                                  headers={"Location": f"/api/v1/reports/{report['id']}", **limit_headers})
 
     def _create(self, project_id: str, raw: bytearray) -> dict[str, Any]:
-        return self.intake.create(project_id, decode(raw))
+        size = len(raw)
+        try:
+            return self.intake.create(project_id, decode(raw))
+        finally:
+            if size >= GIVE_BACK_ABOVE:
+                give_back_memory()
 
     async def get_report(self, request: Request) -> Response:
         project_id = self._scope(request, self.read_keys, self.api_keys, API_KEYS)

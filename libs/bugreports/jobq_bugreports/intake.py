@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 import redis
-from jobq import ConfigError, EnqueueError, FlowJob, InvalidPayload, PayloadTooLarge, QueueSpec
+from jobq import ConfigError, EnqueueError, FlowJob, InvalidPayload, PayloadTooLarge, QueueSpec, RawJSON
 from jobq import QueueUnavailable as EnqueueUnavailable
 from jobq.queue import QueueManager
 from jobq.serialization import structure_payload
@@ -90,7 +90,7 @@ class NewReport:
     severity: str = "medium"
     url: str | None = None
     screenshot: str | None = None
-    replay_events: list[Any] | None = None
+    replay_events: list[Any] | RawJSON | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -132,7 +132,9 @@ def parse_report(body: Any) -> NewReport:
             errors.extend({"field": f"sessionReplay.{k}", "message": "unknown field; allowed: events"}
                           for k in sorted(set(replay) - {"events"}))
             events = replay.get("events")
-            if not isinstance(events, list):
+            if isinstance(events, RawJSON):
+                pass  # read from the body one event at a time, each checked to be an object
+            elif not isinstance(events, list):
                 errors.append({"field": "sessionReplay.events", "message": "must be a list of events"})
                 events = None
             else:

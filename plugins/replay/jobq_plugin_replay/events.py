@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import orjson
+from jobq import RawJSON
 
 from .errors import (
     ERR_EMPTY_REPLAY,
@@ -62,12 +64,44 @@ def check_count(count: int, max_events: int) -> None:
 
 
 def check_events(events: Any, max_events: int) -> None:
-    """Validate a whole event list cheaply (one pass of type checks; 100,000 events in ~30 ms)."""
+    """Validate a whole event list cheaply (one pass of type checks; 100,000 events in ~30 ms).
+
+    A :class:`~jobq.RawJSON` array (the intake's events, as sent) is parsed one event at a time;
+    once it passes, it is not parsed again for the same limit (the intake checks, then enqueues).
+    """
+    if isinstance(events, RawJSON):
+        if _checked.get(events) != max_events:
+            _check_raw(events, max_events)
+            _checked[events] = max_events
+        return
     if type(events) is not list:
         raise ReplayRejected(ERR_INVALID_REPLAY, f"replayData must be a list of events, got {_kind(events)}")
     check_count(len(events), max_events)
     for index, event in enumerate(events):
         check_event(event, index)
+
+
+_checked: WeakKeyDictionary[RawJSON, int] = WeakKeyDictionary()
+_END = object()
+
+
+def _check_raw(events: RawJSON, max_events: int) -> None:
+    items, count = events.items(), 0
+    while True:
+        try:
+            event = next(items, _END)
+        except RecursionError:
+            raise ReplayRejected(ERR_NESTING_TOO_DEEP, f"replayData[{count}] is nested too deeply") from None
+        except ValueError as exc:  # not an array, not JSON, not UTF-8: says where, never what
+            raise ReplayRejected(ERR_INVALID_REPLAY, f"replayData is not a JSON array of events ({exc})") from None
+        if event is _END:
+            break
+        if count == max_events:
+            raise ReplayRejected(ERR_PAYLOAD_TOO_LARGE,
+                                 f"replayData has more than {max_events} events, over REPLAY_MAX_EVENTS")
+        check_event(event, count)
+        count += 1
+    check_count(count, max_events)
 
 
 def encode_event(event: Any, index: int) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from jobq import RawJSON
 from jobq.serialization import camel
 from jobq.storage import UnsafeKey, safe_part
 from jobq_bugreports.store import check_id
@@ -33,6 +34,10 @@ def _privacy(_inst: object, _attribute: attrs.Attribute, value: object) -> None:
     parse_privacy(value)
 
 
+def _events_repr(value: Any) -> str:
+    return repr(value) if isinstance(value, RawJSON) else f"<{len(value)} events>"
+
+
 @attrs.frozen(kw_only=True)
 class ReplayJob:
     """``{bugReportId, projectId, privacy, replayData}`` on the wire.
@@ -45,10 +50,11 @@ class ReplayJob:
     :param replay_data: the rrweb events (objects with an integer ``type`` and a numeric
         ``timestamp`` in ms), in any order. Typed ``Any`` on purpose: the converter then hands
         the list through untouched (a ``list[...]`` type would copy it, and would turn a string
-        into a list of characters), and the validator checks it in one cheap pass.
+        into a list of characters), and the validator checks it in one cheap pass. A
+        :class:`~jobq.RawJSON` array is accepted too, checked one event at a time.
     """
 
     bug_report_id: str = attrs.field(validator=_safe_id)
     project_id: str = attrs.field(validator=_safe_id)
     privacy: Any = attrs.field(default=None, validator=_privacy)
-    replay_data: Any = attrs.field(validator=_events, repr=lambda v: f"<{len(v)} events>")
+    replay_data: Any = attrs.field(validator=_events, repr=_events_repr)
