@@ -7,8 +7,10 @@ Prints, for each scenario, what a hostile client achieves:
 
 - sockets: 20 slow-header, 20 idle and 20 slow-body sockets; how many the server still holds open
   after ``--hold`` s (15; the body deadline is 60 s), and the answer a legitimate request gets.
-- fds: the API started with a 200-descriptor limit, 220 idle unauthenticated sockets; latency of
-  legitimate requests while they are held, and the bytes the API logged in 10 s.
+- fds: the API started with a 200-descriptor limit and 220 unauthenticated sockets: idle; idle
+  with the attacker opening new ones in a loop; each having sent one byte of a request. The answers
+  and latency of legitimate requests for 10 s meanwhile (``GET /health``, a report with its key,
+  one without, each on a new connection), and the bytes the API logged besides their own lines.
 - memory: one, then three concurrent, ``--mib`` MiB bodies of ``{}`` replay events; the API's peak
   RSS (VmHWM), its RSS afterwards, the answers, and the slowest ``/health`` answer meanwhile;
   with ``--real``, also one body of real rrweb events of that size.
@@ -31,6 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter, deque
 from pathlib import Path
 
 import httpx
@@ -60,6 +63,7 @@ class Api:
         self.proc = subprocess.Popen([JOBQ, "api", "--port", "0"], env=env, stderr=subprocess.PIPE,
                                      preexec_fn=limit)
         self.log_bytes = 0
+        self.report_log_bytes = 0  # the "report … created" lines of legitimate requests
         self.lines: list[str] = []
         started = threading.Event()
 
@@ -67,6 +71,8 @@ class Api:
             assert self.proc.stderr is not None
             for raw in self.proc.stderr:
                 self.log_bytes += len(raw)
+                if b"jobq_bugreports.intake: report " in raw:
+                    self.report_log_bytes += len(raw)
                 if len(self.lines) < 200:
                     self.lines.append(raw.decode(errors="replace"))
                 if not started.is_set() and (m := re.search(rb"running on http://127\.0\.0\.1:(\d+)", raw)):
@@ -167,27 +173,88 @@ class _quiet:
         return exc[0] is not None and issubclass(exc[0], OSError)  # type: ignore[arg-type]
 
 
-def scenario_fds() -> None:
+LEGIT = (("GET", "/health", None, "200"), ("POST", "/api/v1/reports", KEY, "201"),
+         ("POST", "/api/v1/reports", None, "401"))
+
+
+def legit_request(api: Api, i: int, timeout: float) -> tuple[float, str, str]:
+    """The ``i``-th of a cycle of legitimate requests, each on a new connection: ``GET /health``, a
+    report with its key, a report without one. Returns (seconds, outcome, the expected status)."""
+    method, path, key, expected = LEGIT[i % len(LEGIT)]
+    t0 = time.monotonic()
+    try:
+        r = httpx.request(method, api.base + path, timeout=timeout, headers={"X-API-Key": key} if key else None,
+                          json={"title": "legit"} if method == "POST" else None)
+        outcome = str(r.status_code)
+    except httpx.HTTPError as exc:
+        outcome = type(exc).__name__
+    return time.monotonic() - t0, outcome, expected
+
+
+class Attacker:
+    """``n`` sockets that send ``first`` (nothing: idle) and no more; with ``reconnect``, a thread
+    keeps opening new ones as fast as it can, closing its own oldest to stay at ``n``."""
+
+    def __init__(self, api: Api, n: int, reconnect: bool = False, first: bytes = b"") -> None:
+        self.api, self.n, self.first = api, n, first
+        self.socks: deque[socket.socket] = deque()
+        self.connects = 0
+        for _ in range(n):
+            if not self._open():
+                break
+        self.held = len(self.socks)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._churn, daemon=True)
+        if reconnect:
+            self.thread.start()
+
+    def _open(self) -> bool:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.api.port), timeout=2)
+            if self.first:
+                sock.sendall(self.first)
+        except OSError:
+            return False
+        self.socks.append(sock)
+        self.connects += 1
+        return True
+
+    def _churn(self) -> None:
+        while not self.stop.is_set():
+            self._open()
+            while len(self.socks) > self.n:
+                self.socks.popleft().close()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        for s in self.socks:
+            s.close()
+
+
+def scenario_fds(reconnect: bool = False, first: bytes = b"") -> None:
     api = Api(nofile=200)
     try:
-        base_log = api.log_bytes
-        socks = []
-        for _ in range(220):
-            try:
-                socks.append(connect(api))
-            except OSError:
-                break
+        base_log = api.log_bytes - api.report_log_bytes
+        attacker = Attacker(api, 220, reconnect, first)
         t0 = time.monotonic()
         results = []
         while time.monotonic() - t0 < 10:
-            results.append(timed_get(api, timeout=12))
+            results.append(legit_request(api, len(results), timeout=12))
+        logged = api.log_bytes - api.report_log_bytes - base_log
+        fds = api.open_fds()
+        attacker.close()
         worst = max(r[0] for r in results)
-        outcomes = sorted({r[1] for r in results})
-        print(f"fds: {len(socks)} idle sockets against a 200-descriptor limit; {len(results)} legitimate "
-              f"GET /health in 10 s, answers {outcomes}, slowest {worst:.2f} s; "
-              f"API logged {api.log_bytes - base_log:,} bytes; the API holds {api.open_fds()} descriptors")
-        for s in socks:
-            s.close()
+        outcomes = Counter(r[1] for r in results)
+        wrong = sum(r[1] != r[2] for r in results)
+        how = (f"idle, reconnecting ({attacker.connects:,} connects)" if reconnect
+               else f"{first!r}-then-silent" if first else "idle")
+        print(f"fds: {attacker.held} {how} sockets against a 200-descriptor limit; {len(results)} legitimate "
+              f"requests in 10 s (GET /health, POST with and without a key, each on a new connection), "
+              f"answers {dict(sorted(outcomes.items()))}, {wrong} not the expected 200/201/401, slowest "
+              f"{worst:.2f} s; API logged {logged:,} bytes besides the reports' own lines; the API holds "
+              f"{fds} descriptors")
     finally:
         api.close()
 
@@ -266,6 +333,8 @@ def main() -> None:
         scenario_sockets(args.hold)
     if args.only in (None, "fds"):
         scenario_fds()
+        scenario_fds(reconnect=True)
+        scenario_fds(first=b"G")
     if args.only in (None, "memory"):
         scenario_memory(args.mib, args.real)
 

@@ -9,7 +9,19 @@ traceback per attempt). :class:`GuardedProtocol` adds, per connection:
 - a body deadline from the end of the headers, also covering a body still arriving after an early
   answer;
 - a cap on open connections, kept below the process's descriptor limit with room for one accept
-  batch: one more is answered 503 at once and closed.
+  batch. A connection arriving at the cap takes the place of the connection idle longest, one that
+  has sent no byte of a request (none since it was accepted, or none since its last response): that
+  one is closed without a word, as nginx reuses kept-alive connections when it runs out. Only when
+  every connection is in the middle of a request or a response is the newcomer answered 503 at
+  once and closed.
+
+Idle sockets therefore cannot lock legitimate clients out: each newcomer pushes out the oldest idle
+one, and a connection that has sent part of a request is never pushed out, however fast an attacker
+reconnects. What the process cannot do alone is tell clients apart: sockets that each send a byte
+and then trickle keep their slot until the header deadline, and an attacker who reconnects
+``max_connections`` times within the moment between a legitimate client's connect and its first
+bytes can push that client out. Limits per client address belong in a reverse proxy
+(docs/operations.md, Security).
 
 A closing connection whose client is still sending is closed by half: the answer is written, our
 side shut for writing, and what the client still sends is read and dropped for a moment, so the
@@ -23,6 +35,7 @@ import logging
 import os
 import resource
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,7 +85,8 @@ class ServerLimits:
         of the previous response.
     :param body_timeout: time for a request's body, from the end of its headers.
     :param idle_timeout: how long a kept-alive connection waits for the next request.
-    :param max_connections: open connections at most; one more is answered 503 and closed.
+    :param max_connections: open connections at most; one more closes the connection idle
+        longest, or is answered 503 and closed if every connection is busy with a request.
     """
 
     header_timeout: float = 10.0
@@ -114,10 +128,13 @@ class ServerLimits:
 class GuardedProtocol(H11Protocol):
     """uvicorn's h11 protocol with per-phase deadlines, a connection cap and lingering closes.
 
-    Subclassed per server by :func:`guarded_protocol`, which sets :attr:`limits`.
+    Subclassed per server by :func:`guarded_protocol`, which sets :attr:`limits` and :attr:`idle`.
     """
 
     limits = ServerLimits()
+    #: The server's connections that have sent no byte of a request, the one idle longest first:
+    #: the ones a newcomer at the cap may push out (O(1) to add, remove and take the oldest).
+    idle: OrderedDict[GuardedProtocol, None] = OrderedDict()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
@@ -126,7 +143,7 @@ class GuardedProtocol(H11Protocol):
         self._raw = transport
         super().connection_made(_ClosingByHalves(transport, self))  # type: ignore[arg-type]
         open_now = len(self.connections)
-        if open_now > self.limits.max_connections:
+        if open_now > self.limits.max_connections and not self._push_out_idlest():
             _quiet_log.warning("connection refused: %d open connections is the cap (%s)",
                                self.limits.max_connections, MAX_CONNECTIONS)
             if open_now > self.limits.max_connections + LINGER_BUDGET:
@@ -136,12 +153,40 @@ class GuardedProtocol(H11Protocol):
                 self.linger_close(REFUSAL_503)
             return
         self._watch()
+        self._note_idle()
+
+    def _push_out_idlest(self) -> bool:
+        """Close the connection idle longest to make room; False if none is idle."""
+        while self.idle:
+            victim, _ = self.idle.popitem(last=False)
+            if victim._lingering or victim._raw.is_closing():
+                continue  # already on its way out (a deadline); it leaves the set when it is lost
+            victim._cancel()
+            # Its slot is free now; its descriptor is released at the loop's next turn, before the
+            # next batch of accepts.
+            self.connections.discard(victim)
+            victim._raw.close()
+            _quiet_log.info("idle connection closed to make room: %d open connections is the cap (%s)",
+                            self.limits.max_connections, MAX_CONNECTIONS)
+            return True
+        return False
+
+    def _note_idle(self) -> None:
+        """Keep :attr:`idle` up to date: in it (keeping its place) while no byte of a request has
+        come since the connection was accepted or its last response; out of it otherwise."""
+        conn = self.conn
+        if (conn.their_state is h11.IDLE and conn.our_state is h11.IDLE and not conn.trailing_data[0]
+                and not self._lingering and not self._raw.is_closing()):
+            self.idle.setdefault(self, None)
+        else:
+            self.idle.pop(self, None)
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # read and dropped: the answer is already on its way
         super().data_received(data)
         self._watch()
+        self._note_idle()
 
     def eof_received(self) -> bool | None:
         if self._lingering:
@@ -151,9 +196,11 @@ class GuardedProtocol(H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._watch()
+        self._note_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
+        self.idle.pop(self, None)
         super().connection_lost(exc)
 
     def _cancel(self) -> None:
@@ -196,6 +243,7 @@ class GuardedProtocol(H11Protocol):
         """Write ``answer``, shut our side, then read and drop for :data:`LINGER_SECONDS`."""
         self._cancel()
         self._lingering = True
+        self.idle.pop(self, None)
         raw = self._raw
         if answer:
             raw.write(answer)
@@ -244,8 +292,9 @@ class _ClosingByHalves:
 
 
 def guarded_protocol(limits: ServerLimits) -> type[GuardedProtocol]:
-    """A :class:`GuardedProtocol` class bound to ``limits`` (uvicorn instantiates it per connection)."""
-    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits})
+    """A :class:`GuardedProtocol` class bound to ``limits`` and an idle set of its own (uvicorn
+    instantiates it per connection; one class per server)."""
+    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits, "idle": OrderedDict()})
 
 
 class RepeatFilter(logging.Filter):
