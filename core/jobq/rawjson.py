@@ -23,6 +23,7 @@ _SPACE = re.compile(r"[ \t\n\r]*")
 # A number cut at the window's end may still parse: "-5e" of "-5e-08" as -5. Within this many
 # characters of the end, a value is parsed again on a wider window.
 _TAIL = 3
+_NEAR_END = 8  # the longest token a cut can split and still fail early in: "\\uXXXX", "false"
 _AFTER_ITEM = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
 
@@ -114,7 +115,7 @@ class TextWindow:
             try:
                 value, end = decoder.raw_decode(self.text, self.i)
             except json.JSONDecodeError as exc:
-                if self._widen():  # the value may go on in the bytes not yet read
+                if self._cut(exc) and self._widen():  # the value may go on in the bytes not yet read
                     continue
                 raise self.error_from(exc.msg, exc.pos) from None
             if end + _TAIL < len(self.text) or not self._widen():
@@ -130,11 +131,17 @@ class TextWindow:
                 name, end = json.decoder.scanstring(self.text, self.i + 1)
                 break
             except json.JSONDecodeError as exc:
-                if not self._widen():
+                if not (self._cut(exc) and self._widen()):
                     raise self.error_from(exc.msg, exc.pos) from None
         self.i = end
         self.take(":", "Expecting ':' delimiter")
         return name
+
+    def _cut(self, exc: json.JSONDecodeError) -> bool:
+        """Whether the error may come from the window's end rather than from the data: a string
+        still open, or an error within a few characters of the end. Other errors are final, so bad
+        input never widens the window to the rest of the data."""
+        return exc.pos >= len(self.text) - _NEAR_END or exc.msg.startswith("Unterminated string")
 
     def array_items(self, decoder: json.JSONDecoder = _DECODER) -> Iterator[Any]:
         """With the cursor on ``[``: yield each item, leaving the cursor after ``]``.

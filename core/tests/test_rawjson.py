@@ -105,3 +105,13 @@ def test_any_json_array_reads_back_at_any_window(items: list, window: int, inden
     assert view.peek() == "["
     assert list(view.array_items()) == items
     assert view.offset() == len(data)
+
+
+def test_a_syntax_error_does_not_widen_the_window_to_the_rest() -> None:
+    data = b'[1, {"a" 1}, "' + b"x" * 100_000 + b'"]'
+    view = TextWindow(data, window=64)
+    with pytest.raises(json.JSONDecodeError, match="delimiter"):
+        list(view.array_items())
+    assert len(view.text) <= 64  # refused where it stands, not after reading 100 kB more
+    cut = b'[1, "' + b"x" * 100 + b'"]'  # a string cut by the window is read on
+    assert list(TextWindow(cut, window=64).array_items()) == [1, "x" * 100]
