@@ -177,6 +177,18 @@ def test_canvas_screenshot_keeps_its_size_and_loses_the_dead_alpha(cfg, ui_png: 
     assert len(out.original.data) < len(ui_png) / 2
 
 
+@pytest.mark.parametrize(("corner", "alpha", "mode"), [
+    ((0, 0), 255, "RGB"),  # opaque everywhere: the alpha is dropped
+    ((0, 0), 254, "RGBA"),  # one pixel in the first corner barely see-through: kept
+    ((639, 479), 0, "RGBA"),  # the last pixel fully transparent: kept
+])
+def test_alpha_is_dropped_only_when_every_pixel_is_opaque(corner, alpha, mode, cfg, tools) -> None:
+    im = Image.new("RGBA", (640, 480), (40, 80, 120, 255))
+    im.putpixel(corner, (40, 80, 120, alpha))
+    out = imaging.process(tools.to_url(tools.encode(im)), cfg)
+    assert tools.decode_output(out.original.data).mode == mode
+
+
 @pytest.mark.parametrize(("size", "expected"), [
     ((3840, 2160), (1920, 1080)),  # integer reduce: keeps 94 % of the exact fit, pixel-exact for 2x
     ((2560, 1440), (2048, 1152)),  # 1.25x: resampled to the exact fit
