@@ -8,7 +8,9 @@ never need to survive pickling.
 from __future__ import annotations
 
 import json
+import queue
 import signal
+import threading
 import traceback
 from typing import Any
 
@@ -42,6 +44,50 @@ def _scripts(settings: Any) -> Any:
     return _clients[key]
 
 
+class _ProgressWriter:
+    """Sends a process handler's progress writes from a thread of the child, in order.
+
+    ``job.progress()`` never blocks the handler, as in the other execution modes: a CPU-bound
+    handler reporting its steps would otherwise wait a Redis round trip per step. :meth:`flush`
+    runs before the outcome goes back to the parent, so the last progress lands before the
+    completion or failure is recorded.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def send(self, script: Any, keys: list[str], args: list[Any]) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="jobq-progress", daemon=True)
+            self._thread.start()
+        self._queue.put((script, keys, args))
+
+    def flush(self, timeout: float) -> None:
+        """Wait for the writes sent so far, up to ``timeout`` (Redis unreachable): a write still
+        pending then is refused by ``progress.lua`` once the attempt is over (its token is gone)."""
+        if self._thread is None:
+            return
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            script, keys, args = item
+            try:
+                script(keys=keys, args=args)
+            except Exception:  # progress is best effort; the job goes on
+                pass
+
+
+_progress_writer = _ProgressWriter()
+
+
 def child_run(handler: Any, state: dict[str, Any]) -> tuple[str, Any]:
     settings = state["settings"]
     from .keys import QueueKeys
@@ -57,9 +103,8 @@ def child_run(handler: Any, state: dict[str, Any]) -> tuple[str, Any]:
 
     def progress(value: Any) -> None:
         try:
-            _scripts(settings).progress(keys=[keys.job(state["id"]), keys.events],
-                                        args=[state["id"], state["token"], json.dumps(value),
-                                              settings.events_maxlen])
+            args = [state["id"], state["token"], json.dumps(value), settings.events_maxlen]
+            _progress_writer.send(_scripts(settings).progress, [keys.job(state["id"]), keys.events], args)
         except Exception:  # progress is best effort; the job goes on
             pass
 
@@ -90,3 +135,5 @@ def child_run(handler: Any, state: dict[str, Any]) -> tuple[str, Any]:
         else:
             code = reason_code(exc)
         return "err", (kind, code, str(exc) or type(exc).__name__, "".join(traceback.format_exception(exc)))
+    finally:
+        _progress_writer.flush(settings.socket_timeout)

@@ -43,6 +43,16 @@ def cpu_burn(job):
     return {"pid": os.getpid()}
 
 
+def stepper(job):
+    """Reports ``steps`` progress steps, then returns (or raises ``fail``)."""
+    steps = job.data.get("steps", 5)
+    for i in range(1, steps + 1):
+        job.progress(f"{i}/{steps}")
+    if job.data.get("fail"):
+        raise RuntimeError(job.data["fail"])
+    return {"steps": steps}
+
+
 def vendor(job):
     """A call to a vendor whose first answer to a ``trip`` job is 429 with Retry-After."""
     _ledger(job, "start")

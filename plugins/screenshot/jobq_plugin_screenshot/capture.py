@@ -62,6 +62,7 @@ def process_screenshot(job: JobContext) -> dict[str, Any]:
     width, height}`` (width and height of the optimized image)."""
     shot: ScreenshotJob = job.data
     cfg = settings.current()
+    imaging.reuse_image_memory()
     try:
         decoded = imaging.decode_data_url(shot.screenshot_data, cfg.max_bytes)
         job.progress("1/5")
