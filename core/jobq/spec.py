@@ -66,6 +66,10 @@ class QueueSpec:
     :param max_deferrals: ``Retry`` deferrals tolerated before the job fails.
     :param secret_fields: top-level payload keys holding credentials: stored apart, removed
         from Redis when the job ends, redacted in every record, log and event.
+    :param process_max_tasks: with ``execution="process"``, jobs a handler process runs before a
+        fresh one replaces it, so memory that native code leaks or keeps stays bounded; each
+        replacement costs a process start and the handler's imports (about a second). ``None``:
+        never replaced.
     :param lazy_payload: skip structuring before the handler; the handler reads the raw
         payload as a stream with ``job.open_payload()`` (large replays).
     :param max_payload_bytes: refuse larger payloads at enqueue (default: ``JOBQ_MAX_PAYLOAD_BYTES``).
@@ -95,6 +99,8 @@ class QueueSpec:
     max_deferrals: int = attrs.field(default=25, validator=attrs.validators.ge(0))
     secret_fields: tuple[str, ...] = ()
     lazy_payload: bool = False
+    process_max_tasks: int | None = attrs.field(default=200, validator=attrs.validators.optional(
+        attrs.validators.ge(1)))
     max_payload_bytes: int | None = None
     rate_limit: tuple[int, float] | None = attrs.field(default=None, validator=_check_rate)
     group_concurrency: int | None = attrs.field(default=None, validator=attrs.validators.optional(

@@ -123,7 +123,8 @@ class QueueRunner:
 
             from .process import child_init
 
-            self.procs = pebble.ProcessPool(max_workers=self.concurrency, max_tasks=200, initializer=child_init,
+            self.procs = pebble.ProcessPool(max_workers=self.concurrency, max_tasks=spec.process_max_tasks or 0,
+                                            initializer=child_init,
                                             context=multiprocessing.get_context("spawn"))
             for _ in range(self.concurrency):  # spawn and import now, not when the first jobs arrive
                 self.procs.schedule(_warm_up, args=(spec.handler,))

@@ -106,3 +106,8 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def whoami(job):
+    """The handler process's pid."""
+    return os.getpid()

@@ -70,3 +70,13 @@ def test_progress_never_blocks_the_handler_even_when_redis_does_not_answer(tmp_p
         assert took < 2.5
     finally:
         silent.close()
+
+
+@pytest.mark.parametrize(("max_tasks", "pids"), [(2, 3), (None, 1)])
+def test_a_handler_process_is_replaced_after_its_max_tasks(jobq_harness, max_tasks, pids):
+    from jobq_test_handlers import whoami
+
+    spec = QueueSpec(name=f"recycled-{max_tasks}", handler=whoami, execution="process", concurrency=1,
+                     process_max_tasks=max_tasks)
+    seen = [jobq_harness.run(spec, None, timeout=60).result for _ in range(5)]
+    assert len(set(seen)) == pids, seen
