@@ -8,7 +8,8 @@ Prints, for each scenario, what a hostile client achieves:
 - sockets: 20 slow-header, 20 idle and 20 slow-body sockets; how many the server still holds open
   after ``--hold`` s (15; the body deadline is 60 s), and the answer a legitimate request gets.
 - fds: the API started with a 200-descriptor limit and 220 unauthenticated sockets: idle; idle
-  with the attacker opening new ones in a loop; each having sent one byte of a request. The answers
+  with the attacker opening new ones in a loop; each having sent one byte of a request, without and
+  with the attacker opening new ones in a loop. The answers
   and latency of legitimate requests for 10 s meanwhile (``GET /health``, a report with its key,
   one without, each on a new connection), and the bytes the API logged besides their own lines.
 - memory: one, then three concurrent, ``--mib`` MiB bodies of ``{}`` replay events; the API's peak
@@ -248,8 +249,8 @@ def scenario_fds(reconnect: bool = False, first: bytes = b"") -> None:
         worst = max(r[0] for r in results)
         outcomes = Counter(r[1] for r in results)
         wrong = sum(r[1] != r[2] for r in results)
-        how = (f"idle, reconnecting ({attacker.connects:,} connects)" if reconnect
-               else f"{first!r}-then-silent" if first else "idle")
+        how = (f"{first!r}-then-silent" if first else "idle") + (
+            f", reconnecting ({attacker.connects:,} connects)" if reconnect else "")
         print(f"fds: {attacker.held} {how} sockets against a 200-descriptor limit; {len(results)} legitimate "
               f"requests in 10 s (GET /health, POST with and without a key, each on a new connection), "
               f"answers {dict(sorted(outcomes.items()))}, {wrong} not the expected 200/201/401, slowest "
@@ -335,6 +336,7 @@ def main() -> None:
         scenario_fds()
         scenario_fds(reconnect=True)
         scenario_fds(first=b"G")
+        scenario_fds(reconnect=True, first=b"G")
     if args.only in (None, "memory"):
         scenario_memory(args.mib, args.real)
 

@@ -11,16 +11,23 @@ traceback per attempt). :class:`GuardedProtocol` adds, per connection:
 - a cap on open connections, kept below the process's descriptor limit with room for one accept
   batch. A connection arriving at the cap takes the place of the connection idle longest, one that
   has sent no byte of a request (none since it was accepted, or none since its last response): that
-  one is closed without a word, as nginx reuses kept-alive connections when it runs out. Only when
-  every connection is in the middle of a request or a response is the newcomer answered 503 at
-  once and closed.
+  one is closed without a word, as nginx reuses kept-alive connections when it runs out. If none is
+  idle, it takes the place of the connection whose request headers have stalled longest: one that
+  has sent part of its headers but no byte for more than the stall grace (1 s; a real client sends
+  its headers in one go, within milliseconds), in the spirit of Apache mod_reqtimeout's minimum
+  rate. That one is answered 408 and closed. A connection whose headers are complete (its body
+  arriving, or its answer being made) is never pushed out; the body deadline covers it. Only when
+  every connection is busy with a request (its headers complete, or arriving within the grace) is
+  the newcomer answered 503 at once and closed.
 
-Idle sockets therefore cannot lock legitimate clients out: each newcomer pushes out the oldest idle
-one, and a connection that has sent part of a request is never pushed out, however fast an attacker
-reconnects. What the process cannot do alone is tell clients apart: sockets that each send a byte
-and then trickle keep their slot until the header deadline, and an attacker who reconnects
-``max_connections`` times within the moment between a legitimate client's connect and its first
-bytes can push that client out. Limits per client address belong in a reverse proxy
+Idle sockets and sockets that send a byte and stop therefore cannot lock legitimate clients out for
+long: past the grace, each newcomer pushes out the oldest of them, and a connection whose headers
+arrive in one go is never pushed out, however fast an attacker reconnects. What the process cannot
+do alone is tell clients apart: sockets that trickle a header byte more often than the grace keep
+their slot until the header deadline; an attacker who reconnects and sends a byte more than
+``max_connections`` times per grace keeps every slot fresh, so newcomers get 503s; and one who
+reconnects ``max_connections`` times within the moment between a legitimate client's connect and
+its first bytes can push that client out. Limits per client address belong in a reverse proxy
 (docs/operations.md, Security).
 
 A closing connection whose client is still sending is closed by half: the answer is written, our
@@ -48,6 +55,7 @@ HEADER_TIMEOUT = "JOBQ_API_HEADER_TIMEOUT"
 BODY_TIMEOUT = "JOBQ_API_BODY_TIMEOUT"
 IDLE_TIMEOUT = "JOBQ_API_IDLE_TIMEOUT"
 MAX_CONNECTIONS = "JOBQ_API_MAX_CONNECTIONS"
+STALL_GRACE = "JOBQ_API_STALL_GRACE"
 
 # Descriptors kept for everything but client sockets: Redis and database pools, the listening
 # socket, log files, threads' temporary files.
@@ -86,13 +94,17 @@ class ServerLimits:
     :param body_timeout: time for a request's body, from the end of its headers.
     :param idle_timeout: how long a kept-alive connection waits for the next request.
     :param max_connections: open connections at most; one more closes the connection idle
-        longest, or is answered 503 and closed if every connection is busy with a request.
+        longest, else the one whose headers have stalled longest (past ``stall_grace``), or is
+        answered 503 and closed if every connection is busy with a request.
+    :param stall_grace: how long a connection may send no byte in the middle of its request
+        headers before a newcomer at the cap may push it out.
     """
 
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     idle_timeout: float = 5.0
     max_connections: int = 1000
+    stall_grace: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerLimits:
@@ -100,7 +112,7 @@ class ServerLimits:
         e = os.environ if env is None else env
         values: dict[str, Any] = {}
         for name, field, kind in ((HEADER_TIMEOUT, "header_timeout", float), (BODY_TIMEOUT, "body_timeout", float),
-                                  (IDLE_TIMEOUT, "idle_timeout", float),
+                                  (IDLE_TIMEOUT, "idle_timeout", float), (STALL_GRACE, "stall_grace", float),
                                   (MAX_CONNECTIONS, "max_connections", int)):
             raw = e.get(name)
             if not raw:
@@ -128,13 +140,18 @@ class ServerLimits:
 class GuardedProtocol(H11Protocol):
     """uvicorn's h11 protocol with per-phase deadlines, a connection cap and lingering closes.
 
-    Subclassed per server by :func:`guarded_protocol`, which sets :attr:`limits` and :attr:`idle`.
+    Subclassed per server by :func:`guarded_protocol`, which sets :attr:`limits`, :attr:`idle` and
+    :attr:`heading`.
     """
 
     limits = ServerLimits()
     #: The server's connections that have sent no byte of a request, the one idle longest first:
-    #: the ones a newcomer at the cap may push out (O(1) to add, remove and take the oldest).
+    #: the ones a newcomer at the cap pushes out first (O(1) to add, remove and take the oldest).
     idle: OrderedDict[GuardedProtocol, None] = OrderedDict()
+    #: The server's connections in the middle of their request headers, mapped to the loop time of
+    #: their last byte, the one stalled longest first (each byte moves its connection to the end):
+    #: a newcomer at the cap with none idle pushes out the first if it has stalled past the grace.
+    heading: OrderedDict[GuardedProtocol, float] = OrderedDict()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
@@ -143,7 +160,7 @@ class GuardedProtocol(H11Protocol):
         self._raw = transport
         super().connection_made(_ClosingByHalves(transport, self))  # type: ignore[arg-type]
         open_now = len(self.connections)
-        if open_now > self.limits.max_connections and not self._push_out_idlest():
+        if open_now > self.limits.max_connections and not (self._push_out_idlest() or self._push_out_stalled()):
             _quiet_log.warning("connection refused: %d open connections is the cap (%s)",
                                self.limits.max_connections, MAX_CONNECTIONS)
             if open_now > self.limits.max_connections + LINGER_BUDGET:
@@ -153,7 +170,7 @@ class GuardedProtocol(H11Protocol):
                 self.linger_close(REFUSAL_503)
             return
         self._watch()
-        self._note_idle()
+        self._note_phase()
 
     def _push_out_idlest(self) -> bool:
         """Close the connection idle longest to make room; False if none is idle."""
@@ -161,32 +178,68 @@ class GuardedProtocol(H11Protocol):
             victim, _ = self.idle.popitem(last=False)
             if victim._lingering or victim._raw.is_closing():
                 continue  # already on its way out (a deadline); it leaves the set when it is lost
-            victim._cancel()
-            # Its slot is free now; its descriptor is released at the loop's next turn, before the
-            # next batch of accepts.
-            self.connections.discard(victim)
-            victim._raw.close()
+            victim._make_room(b"")
             _quiet_log.info("idle connection closed to make room: %d open connections is the cap (%s)",
                             self.limits.max_connections, MAX_CONNECTIONS)
             return True
         return False
 
-    def _note_idle(self) -> None:
-        """Keep :attr:`idle` up to date: in it (keeping its place) while no byte of a request has
-        come since the connection was accepted or its last response; out of it otherwise."""
+    def _push_out_stalled(self) -> bool:
+        """Close the connection whose headers have stalled longest, if past the grace; False if
+        none has (every connection's headers are then complete, or arriving within the grace)."""
+        while self.heading:
+            victim, last_byte = next(iter(self.heading.items()))
+            if victim._lingering or victim._raw.is_closing():
+                del self.heading[victim]
+                continue
+            if self.loop.time() - last_byte < self.limits.stall_grace:
+                return False  # the first stalled longest: every other one is fresher still
+            del self.heading[victim]
+            # Everything it sent has been read (its last byte came a grace ago): no reset to fear,
+            # so it gets its 408 without lingering, which would keep the slot.
+            victim._make_room(REFUSAL_408)
+            _quiet_log.info("connection with stalled headers closed to make room: %d open connections is "
+                            "the cap (%s), no byte for %s s (%s)", self.limits.max_connections,
+                            MAX_CONNECTIONS, self.limits.stall_grace, STALL_GRACE)
+            return True
+        return False
+
+    def _make_room(self, answer: bytes) -> None:
+        """Leave the cap's count at once and close, after ``answer`` if any (for a newcomer)."""
+        self._cancel()
+        # Its slot is free now; its descriptor is released at the loop's next turn, before the
+        # next batch of accepts.
+        self.connections.discard(self)
+        if answer:
+            self._raw.write(answer)
+        self._raw.close()
+
+    def _note_phase(self, byte_came: bool = False) -> None:
+        """Keep :attr:`idle` and :attr:`heading` up to date: in :attr:`idle` (keeping its place)
+        while no byte of a request has come since the connection was accepted or its last response;
+        in :attr:`heading` while part of the headers has come, moved to the end when ``byte_came``;
+        in neither otherwise."""
         conn = self.conn
-        if (conn.their_state is h11.IDLE and conn.our_state is h11.IDLE and not conn.trailing_data[0]
+        if (conn.their_state is h11.IDLE and conn.our_state is h11.IDLE
                 and not self._lingering and not self._raw.is_closing()):
-            self.idle.setdefault(self, None)
-        else:
+            if not conn.trailing_data[0]:
+                self.heading.pop(self, None)
+                self.idle.setdefault(self, None)
+                return
             self.idle.pop(self, None)
+            if byte_came or self not in self.heading:
+                self.heading[self] = self.loop.time()
+                self.heading.move_to_end(self)
+            return
+        self.idle.pop(self, None)
+        self.heading.pop(self, None)
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # read and dropped: the answer is already on its way
         super().data_received(data)
         self._watch()
-        self._note_idle()
+        self._note_phase(byte_came=True)
 
     def eof_received(self) -> bool | None:
         if self._lingering:
@@ -196,11 +249,12 @@ class GuardedProtocol(H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._watch()
-        self._note_idle()
+        self._note_phase()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
         self.idle.pop(self, None)
+        self.heading.pop(self, None)
         super().connection_lost(exc)
 
     def _cancel(self) -> None:
@@ -244,6 +298,7 @@ class GuardedProtocol(H11Protocol):
         self._cancel()
         self._lingering = True
         self.idle.pop(self, None)
+        self.heading.pop(self, None)
         raw = self._raw
         if answer:
             raw.write(answer)
@@ -292,9 +347,10 @@ class _ClosingByHalves:
 
 
 def guarded_protocol(limits: ServerLimits) -> type[GuardedProtocol]:
-    """A :class:`GuardedProtocol` class bound to ``limits`` and an idle set of its own (uvicorn
-    instantiates it per connection; one class per server)."""
-    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits, "idle": OrderedDict()})
+    """A :class:`GuardedProtocol` class bound to ``limits`` and connection registers of its own
+    (uvicorn instantiates it per connection; one class per server)."""
+    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits, "idle": OrderedDict(),
+                                                        "heading": OrderedDict()})
 
 
 class RepeatFilter(logging.Filter):

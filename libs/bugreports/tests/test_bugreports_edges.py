@@ -185,6 +185,70 @@ def test_a_connection_in_the_middle_of_a_request_is_never_pushed_out(api) -> Non
             s.close()
 
 
+def one_byte(client: httpx.Client) -> socket.socket:
+    """A slowloris socket: the first byte of a request, then nothing."""
+    sock = connect(client)
+    sock.sendall(b"G")
+    return sock
+
+
+def grace_passed(since: float, grace: float) -> None:
+    """Wait until the monotonic clock (the server's loop clock too) is ``grace`` s past ``since``."""
+    wait_until(lambda: time.monotonic() > since + grace, timeout=10, interval=0.02)
+
+
+def test_stalled_headers_make_room_for_legitimate_requests(api) -> None:
+    """Sockets that each sent one byte of a request once held the cap until the header deadline, and
+    every legitimate request meanwhile was a 503; past the stall grace, a newcomer pushes out the one
+    stalled longest, even while the attacker keeps reconnecting."""
+    limits = ServerLimits(header_timeout=30, body_timeout=30, stall_grace=0.2, max_connections=7)
+    with api(limits) as client:
+        stalled = [one_byte(client) for _ in range(6)]
+        # Its 100 Continue comes after the server has read the one-byte sockets' bytes; stalled since.
+        body = busy_with_a_body(client)
+        grace_passed(time.monotonic(), limits.stall_grace)
+        answers, fresh = [], []
+        for i in range(3):
+            fresh.append(one_byte(client))  # the attacker reconnects
+            answers.append(legit_request(str(client.base_url), i))
+        assert [got for got, _ in answers] == [expected for _, expected in answers]
+        # The oldest, pushed out first, was told why; the request in its body phase carries on.
+        pushed_out = read_to_close(stalled[0], 5)
+        assert pushed_out is not None and status_of(pushed_out) == 408
+        body.sendall(b'{"title":"late"}')
+        assert status_of(body.recv(65536)) == 201
+        for s in [*stalled, *fresh, body]:
+            s.close()
+
+
+def test_headers_within_the_grace_and_a_body_are_never_pushed_out(api) -> None:
+    limits = ServerLimits(header_timeout=30, body_timeout=30, stall_grace=1.0, max_connections=3)
+    with api(limits) as client:
+        stale = one_byte(client)
+        headers = connect(client)
+        headers.sendall(b"GET /health HTTP/1.1\r\n")
+        body = busy_with_a_body(client)  # its 100 Continue: the server has read the two above
+        grace_passed(time.monotonic(), limits.stall_grace)  # all three stalled past the grace now
+        headers.sendall(b"Host: x\r\n")  # within its grace again
+        # A newcomer pushes ``stale`` out; its 100 Continue comes after the server has read that byte.
+        newcomer = busy_with_a_body(client)
+        extra = connect(client)
+        extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = read_to_close(extra, 5)
+        # Nothing else to push out: ``headers`` within its grace, ``body`` past its headers (its
+        # bytes stalled longer than the grace, but the body deadline is the one that covers it).
+        assert answer is not None and status_of(answer) == 503
+        headers.sendall(b"\r\n")
+        assert status_of(headers.recv(65536)) == 200
+        for sock in (body, newcomer):
+            sock.sendall(b'{"title":"late"}')
+            assert status_of(sock.recv(65536)) == 201
+        pushed_out = read_to_close(stale, 5)
+        assert pushed_out is not None and status_of(pushed_out) == 408
+        for s in (stale, headers, body, newcomer, extra):
+            s.close()
+
+
 def test_connections_over_the_cap_get_a_clean_503_when_none_is_idle(api) -> None:
     limits = ServerLimits(header_timeout=10, max_connections=3)
     with api(limits) as client:
@@ -421,8 +485,10 @@ def test_413_reaches_a_client_still_sending(api) -> None:
 
 
 def test_server_limits_from_the_environment() -> None:
-    limits = ServerLimits.from_env({"JOBQ_API_HEADER_TIMEOUT": "2.5", "JOBQ_API_MAX_CONNECTIONS": "10"})
+    limits = ServerLimits.from_env({"JOBQ_API_HEADER_TIMEOUT": "2.5", "JOBQ_API_MAX_CONNECTIONS": "10",
+                                    "JOBQ_API_STALL_GRACE": "0.5"})
     assert limits.header_timeout == 2.5 and limits.max_connections == 10 and limits.body_timeout == 60
+    assert limits.stall_grace == 0.5 and ServerLimits.from_env({}).stall_grace == 1.0
     room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 128
     assert ServerLimits.from_env({"JOBQ_API_MAX_CONNECTIONS": str(room + 100)}).max_connections == room
     for bad in ("0", "-1", "soon", "nan"):
