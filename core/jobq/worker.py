@@ -299,7 +299,9 @@ class QueueRunner:
         if self.w.hooks is not None:
             self.w.hooks.job_started(queue=spec.name, job_id=job_id, attempt=attempt,
                                      wait=max(0.0, (now_ms - int(created)) / 1000))
-        run = self._scrubbed(active, opts, ref.decode() if ref else None, secrets)
+        args = (active, opts, ref.decode() if ref else None, secrets)
+        # a job with no secret values has nothing to scrub: no wrapper on its path to the handler
+        run = self._scrubbed(*args) if active.secrets else self._execute(*args)
         if tracing.TRACER is None:
             active.task = asyncio.get_running_loop().create_task(run)
         else:  # the handler runs inside the attempt's span: its own HTTP calls are children of it
