@@ -87,8 +87,7 @@ class TextWindow:
         if self.at_end:
             return False
         if self.i:
-            passed = self.text[: self.i]
-            self._base += len(passed) if passed.isascii() else len(passed.encode())
+            self._base = self._byte_offset(self.i)
             self.text, self.i = self.text[self.i:], 0
         size = max(self._chunk, len(self.text))
         block = self._data[self._read:self._read + size].tobytes()  # no view left behind to pin the data
@@ -188,7 +187,11 @@ class TextWindow:
 
     def offset(self) -> int:
         """The byte offset of the cursor in the data."""
-        before = self.text[: self.i]
+        return self._byte_offset(self.i)
+
+    def _byte_offset(self, pos: int) -> int:
+        """The byte offset in the data of the window's character ``pos``."""
+        before = self.text[:pos]
         return self._base + (len(before) if before.isascii() else len(before.encode()))
 
     def error(self, message: str) -> json.JSONDecodeError:
@@ -196,8 +199,6 @@ class TextWindow:
 
     def error_from(self, message: str, pos: int) -> json.JSONDecodeError:
         """A ``JSONDecodeError`` whose line and column count from the start of the data."""
-        before = self.text[:pos]
-        at = self._base + (len(before) if before.isascii() else len(before.encode()))
-        head = bytes(self._data[:at]).decode("utf-8", "replace")
+        head = bytes(self._data[:self._byte_offset(pos)]).decode("utf-8", "replace")
         return json.JSONDecodeError(message, head + self.text[pos:pos + 1], len(head))
 
